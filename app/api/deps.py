@@ -1,0 +1,86 @@
+"""Request-scoped dependencies: the database session (the request's unit of work) and the user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import session_scope
+from app.errors import AuthenticationFailed, PermissionDenied
+from app.models import User
+from app.security.throttle import AuthThrottle
+from app.security.tokens import InvalidToken, TokenPolicy
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed after the route returns, before the response."""
+    async for session in session_scope(request.app.state.session_factory):
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_token_policy(request: Request) -> TokenPolicy:
+    policy: TokenPolicy = request.app.state.token_policy
+    return policy
+
+
+def get_throttle(request: Request) -> AuthThrottle:
+    throttle: AuthThrottle = request.app.state.throttle
+    return throttle
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+TokenPolicyDep = Annotated[TokenPolicy, Depends(get_token_policy)]
+ThrottleDep = Annotated[AuthThrottle, Depends(get_throttle)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+ClientIP = Annotated[str, Depends(client_ip)]
+
+
+async def get_current_user(
+    session: SessionDep,
+    policy: TokenPolicyDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    """The active user named by a valid access token; 401 otherwise."""
+    if not token:
+        raise AuthenticationFailed("Not authenticated")
+    try:
+        claims = policy.signer.decode(token, expected_type="access")
+    except InvalidToken as exc:
+        raise AuthenticationFailed("Invalid or expired token") from exc
+    user = await session.get(User, uuid.UUID(str(claims["sub"])))
+    if user is None or not user.is_active:
+        raise AuthenticationFailed("Invalid or expired token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user, scope="function")]
+
+
+async def get_current_admin(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise PermissionDenied("Administrator access required")
+    return user
+
+
+CurrentAdmin = Annotated[User, Depends(get_current_admin, scope="function")]

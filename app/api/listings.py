@@ -1,0 +1,5 @@
+"""Routes of /api/v1/listings."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/listings", tags=["listings"])

@@ -1,0 +1,5 @@
+"""Routes of /api/v1/searches."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/searches", tags=["searches"])

@@ -1,0 +1,5 @@
+"""Routes of /api/v1/users."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/users", tags=["users"])

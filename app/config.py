@@ -1,0 +1,118 @@
+"""Settings: the one place environment variables and `.env` are read."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "change-me-in-production"
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./data/marketmon.db"
+MIN_SECRET_KEY_BYTES = 32
+
+
+class ConfigurationError(RuntimeError):
+    """The settings are unsafe or inconsistent; the service refuses to start."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- core ---
+    app_name: str = "Marketplace Monitor"
+    debug: bool = True
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    public_base_url: str = "http://localhost:8000"
+
+    # --- storage ---
+    database_url: str = DEFAULT_SQLITE_URL
+    allow_sqlite_in_production: bool = False
+    database_echo: bool = False
+
+    # --- broker / cache ---
+    redis_url: str = ""
+    celery_broker_url: str = ""
+    celery_result_backend: str = ""
+
+    # --- auth ---
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_expire_days: int = Field(default=30, ge=1, le=365)
+    jwt_audience: str = "marketmon"
+    jwt_issuer: str = "marketmon"
+    # `limits` storage URI: memory:// in one process, redis://... when several share the limits.
+    rate_limit_storage_url: str = "memory://"
+    login_ip_rate_limit: str = "10/minute"
+    login_account_failure_limit: str = "5/15minutes"
+
+    # --- HTTP ---
+    cors_origins: list[str] = Field(default_factory=list)
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # --- marketplaces ---
+    ebay_app_id: str = ""
+    ebay_cert_id: SecretStr = SecretStr("")
+    ebay_dev_id: str = ""
+
+    # --- alert providers ---
+    sendgrid_api_key: SecretStr = SecretStr("")
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from_number: str = ""
+
+    # --- billing ---
+    stripe_secret_key: SecretStr = SecretStr("")
+
+    # --- data ---
+    load_templates_on_startup: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        """Accept plain URLs (postgresql://, sqlite:///) and pick the async driver."""
+        for plain, driver in (
+            ("postgres://", "postgresql+asyncpg://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgresql+psycopg2://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.debug:
+            return self
+        secret = self.secret_key.get_secret_value()
+        if secret == DEFAULT_SECRET_KEY or len(secret.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigurationError(
+                f"DEBUG=False needs a random SECRET_KEY of at least {MIN_SECRET_KEY_BYTES} bytes "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if self.is_sqlite and not self.allow_sqlite_in_production:
+            raise ConfigurationError(
+                "DEBUG=False with SQLite: use PostgreSQL, or set ALLOW_SQLITE_IN_PRODUCTION=true"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

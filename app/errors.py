@@ -1,0 +1,51 @@
+"""Domain errors raised by services, the engine and the alerts; main.py maps them to HTTP."""
+
+
+class DomainError(Exception):
+    """A business rule said no. Rendered as {"detail", "code"}."""
+
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class PlanLimitExceeded(DomainError):
+    code = "plan_limit_exceeded"
+
+
+class InvalidInput(DomainError):
+    """Input that passes the schema but breaks a rule only a service can check."""
+
+    code = "invalid_input"
+
+
+class AuthenticationFailed(DomainError):
+    code = "not_authenticated"
+
+
+class PermissionDenied(DomainError):
+    code = "forbidden"
+
+
+class TooManyRequests(DomainError):
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(DomainError):
+    code = "service_unavailable"

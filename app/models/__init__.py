@@ -1,0 +1,25 @@
+"""All models, imported here so Alembic and the app see the full metadata."""
+
+from app.models.alert import Alert
+from app.models.enums import AlertChannel, AlertKind, AlertStatus, Marketplace, Plan
+from app.models.listing import Listing, ListingPrice, SearchMatch
+from app.models.search import Search
+from app.models.template import SearchTemplate
+from app.models.user import ApiUsage, RefreshToken, User
+
+__all__ = [
+    "Alert",
+    "AlertChannel",
+    "AlertKind",
+    "AlertStatus",
+    "ApiUsage",
+    "Listing",
+    "ListingPrice",
+    "Marketplace",
+    "Plan",
+    "RefreshToken",
+    "Search",
+    "SearchMatch",
+    "SearchTemplate",
+    "User",
+]

@@ -1,0 +1,40 @@
+"""Auth request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import EmailStr, Field, field_validator
+
+from app.schemas.common import InputModel, OutputModel
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+
+
+class RegisterIn(InputModel):
+    email: EmailStr
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    full_name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, email: str) -> str:
+        return email.lower()
+
+
+class LoginIn(InputModel):
+    # Not EmailStr: a malformed address is just another failed login, answered the same way.
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshIn(InputModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPair(OutputModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int

@@ -1,0 +1,81 @@
+"""JWT access and refresh tokens (PyJWT, HS256); a `type` claim keeps the two apart."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import jwt
+
+ALGORITHM = "HS256"
+LEEWAY_S = 30
+TokenType = Literal["access", "refresh"]
+
+
+class InvalidToken(Exception):
+    """The token is malformed, expired, of the wrong type or badly signed."""
+
+
+@dataclass(frozen=True)
+class TokenSigner:
+    secret_key: str
+    audience: str
+    issuer: str
+
+    def issue(
+        self,
+        *,
+        subject: uuid.UUID,
+        token_type: TokenType,
+        now: datetime,
+        lifetime: timedelta,
+        family_id: uuid.UUID | None = None,
+    ) -> tuple[str, str]:
+        """Return (encoded token, jti)."""
+        jti = secrets.token_urlsafe(24)
+        claims: dict[str, object] = {
+            "sub": str(subject),
+            "type": token_type,
+            "jti": jti,
+            "iat": int(now.timestamp()),
+            "exp": int((now + lifetime).timestamp()),
+            "aud": self.audience,
+            "iss": self.issuer,
+        }
+        if family_id is not None:
+            claims["fam"] = str(family_id)
+        return jwt.encode(claims, self.secret_key, algorithm=ALGORITHM), jti
+
+    def decode(self, token: str, *, expected_type: TokenType) -> dict[str, object]:
+        """Return the verified claims; raise InvalidToken for anything less than a perfect token."""
+        try:
+            claims: dict[str, object] = jwt.decode(
+                token,
+                self.secret_key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iat", "jti", "sub", "type", "aud", "iss"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        if claims.get("type") != expected_type:
+            raise InvalidToken(f"expected a {expected_type} token")
+        try:
+            uuid.UUID(str(claims["sub"]))
+        except ValueError as exc:
+            raise InvalidToken("malformed subject") from exc
+        return claims
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """How tokens are signed and how long each kind lives."""
+
+    signer: TokenSigner
+    access_lifetime: timedelta
+    refresh_lifetime: timedelta

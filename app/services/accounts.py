@@ -1,0 +1,168 @@
+"""Accounts: sign-up, login, and rotating refresh-token families."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import AuthenticationFailed, Conflict
+from app.models import RefreshToken, User
+from app.schemas.auth import TokenPair
+from app.security import passwords
+from app.security.throttle import AuthThrottle
+from app.security.tokens import InvalidToken, TokenPolicy
+
+INVALID_CREDENTIALS = "Incorrect email or password"
+INVALID_REFRESH = "Invalid or expired refresh token"
+
+
+async def register(
+    session: AsyncSession, *, email: str, password: str, full_name: str | None
+) -> User:
+    """Create a FREE-plan user; Conflict when the email is taken."""
+    email = email.lower()
+    if await _user_by_email(session, email) is not None:
+        raise Conflict("An account with this email already exists")
+    user = User(
+        email=email,
+        password_hash=await passwords.hash_password(password),
+        full_name=full_name,
+        apprise_urls=[],
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
+        raise Conflict("An account with this email already exists") from exc
+    return user
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+    """The active user with these credentials; AuthenticationFailed with one message otherwise."""
+    user = await _user_by_email(session, email.strip().lower())
+    ok, new_hash = await passwords.verify_password(password, user.password_hash if user else None)
+    if user is None or not ok or not user.is_active:
+        raise AuthenticationFailed(INVALID_CREDENTIALS)
+    if new_hash is not None:
+        user.password_hash = new_hash
+        await session.flush()
+    return user
+
+
+async def login(
+    session: AsyncSession, policy: TokenPolicy, throttle: AuthThrottle, *, email: str, password: str
+) -> TokenPair:
+    """Tokens for valid credentials; failures count against the account, from any address."""
+    account = email.strip().lower()
+    await throttle.check_account(account)
+    try:
+        user = await authenticate(session, email=account, password=password)
+    except AuthenticationFailed:
+        await throttle.record_failure(account)
+        raise
+    await throttle.record_success(account)
+    return await issue_tokens(session, user, policy)
+
+
+async def issue_tokens(
+    session: AsyncSession,
+    user: User,
+    policy: TokenPolicy,
+    *,
+    family_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> TokenPair:
+    """A new access token and a refresh token in the given family (a new family by default)."""
+    now = now or utcnow()
+    family_id = family_id or uuid.uuid4()
+    access, _ = policy.signer.issue(
+        subject=user.id, token_type="access", now=now, lifetime=policy.access_lifetime
+    )
+    refresh, jti = policy.signer.issue(
+        subject=user.id,
+        token_type="refresh",
+        now=now,
+        lifetime=policy.refresh_lifetime,
+        family_id=family_id,
+    )
+    session.add(
+        RefreshToken(
+            jti=jti, user_id=user.id, family_id=family_id, expires_at=now + policy.refresh_lifetime
+        )
+    )
+    await session.flush()
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=int(policy.access_lifetime.total_seconds()),
+    )
+
+
+async def refresh(session: AsyncSession, token: str, policy: TokenPolicy) -> TokenPair:
+    """Rotate a refresh token. Re-use of a spent token revokes its whole family.
+
+    Commits the revocation itself before raising, so the rollback of the failed request
+    cannot undo it.
+    """
+    stored = await _stored_refresh_token(session, token, policy)
+    now = utcnow()
+    if stored.revoked_at is not None or stored.used_at is not None or stored.expires_at <= now:
+        if stored.used_at is not None:
+            await _revoke_family(session, stored.family_id, now)
+            await session.commit()
+        raise AuthenticationFailed(INVALID_REFRESH)
+    # Compare-and-set: of concurrent refreshes with one token, exactly one wins.
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.jti == stored.jti,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await _revoke_family(session, stored.family_id, now)
+        await session.commit()
+        raise AuthenticationFailed(INVALID_REFRESH)
+    user = await session.get(User, stored.user_id)
+    if user is None or not user.is_active:
+        raise AuthenticationFailed(INVALID_REFRESH)
+    return await issue_tokens(session, user, policy, family_id=stored.family_id, now=now)
+
+
+async def logout(session: AsyncSession, token: str, policy: TokenPolicy) -> None:
+    """Revoke the refresh token's whole family; logging out twice is harmless."""
+    stored = await _stored_refresh_token(session, token, policy)
+    await _revoke_family(session, stored.family_id, utcnow())
+
+
+async def _stored_refresh_token(
+    session: AsyncSession, token: str, policy: TokenPolicy
+) -> RefreshToken:
+    try:
+        claims = policy.signer.decode(token, expected_type="refresh")
+    except InvalidToken as exc:
+        raise AuthenticationFailed(INVALID_REFRESH) from exc
+    stored = await session.get(RefreshToken, str(claims["jti"]))
+    if stored is None or str(stored.user_id) != claims["sub"]:
+        raise AuthenticationFailed(INVALID_REFRESH)
+    return stored
+
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def _user_by_email(session: AsyncSession, email: str) -> User | None:
+    user: User | None = await session.scalar(select(User).where(User.email == email))
+    return user
