@@ -1,5 +1,148 @@
-"""Routes of /api/v1/searches."""
+"""Routes of /api/v1/searches: the owner's saved searches."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.api.deps import CurrentUser, SessionDep
+from app.schemas.common import Page, PageParams
+from app.schemas.listings import ListingFilters, ListingPage, ListingQuery
+from app.schemas.searches import SearchCreate, SearchOut, SearchUpdate
+from app.services import listings, searches
 
 router = APIRouter(prefix="/searches", tags=["searches"])
+
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid token"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such search of yours"}}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid body, or an alert channel you have not set up"}
+}
+_PLAN: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Over your plan's limits (searches, marketplaces, frequency)"}
+}
+
+
+@router.post(
+    "/",
+    response_model=SearchOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**_AUTH, **_PLAN, **_INVALID},
+)
+async def create_search(body: SearchCreate, session: SessionDep, user: CurrentUser) -> SearchOut:
+    """Save a search; it is active and checked at once."""
+    search = await searches.create(session, body, owner=user)
+    return SearchOut.model_validate(search)
+
+
+@router.get("/", response_model=Page[SearchOut], responses={**_AUTH, **_INVALID})
+async def list_searches(
+    session: SessionDep,
+    user: CurrentUser,
+    page: Annotated[PageParams, Query()],
+    is_active: bool | None = None,
+) -> Page[SearchOut]:
+    """Your searches, newest first."""
+    rows, total = await searches.list_for_owner(
+        session, owner_id=user.id, is_active=is_active, limit=page.limit, offset=page.offset
+    )
+    return Page[SearchOut](
+        items=[SearchOut.model_validate(row) for row in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/{search_id}", response_model=SearchOut, responses={**_AUTH, **_NOT_FOUND})
+async def get_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+    search = await searches.get(session, search_id, owner_id=user.id)
+    return SearchOut.model_validate(search)
+
+
+@router.put(
+    "/{search_id}",
+    response_model=SearchOut,
+    responses={**_AUTH, **_PLAN, **_NOT_FOUND, **_INVALID},
+)
+async def replace_search(
+    search_id: uuid.UUID, body: SearchCreate, session: SessionDep, user: CurrentUser
+) -> SearchOut:
+    """Replace every setting; new criteria or marketplaces restart the search afresh."""
+    search = await searches.replace(session, search_id, body, owner=user)
+    return SearchOut.model_validate(search)
+
+
+@router.patch(
+    "/{search_id}",
+    response_model=SearchOut,
+    responses={**_AUTH, **_PLAN, **_NOT_FOUND, **_INVALID},
+)
+async def update_search(
+    search_id: uuid.UUID, body: SearchUpdate, session: SessionDep, user: CurrentUser
+) -> SearchOut:
+    """Change some settings; `criteria` is replaced as a whole."""
+    search = await searches.update(session, search_id, body, owner=user)
+    return SearchOut.model_validate(search)
+
+
+@router.delete(
+    "/{search_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_AUTH, **_NOT_FOUND}
+)
+async def delete_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> Response:
+    """Delete the search and its matches."""
+    await searches.delete(session, search_id, owner_id=user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{search_id}/pause", response_model=SearchOut, responses={**_AUTH, **_NOT_FOUND})
+async def pause_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+    search = await searches.pause(session, search_id, owner_id=user.id)
+    return SearchOut.model_validate(search)
+
+
+@router.post(
+    "/{search_id}/resume", response_model=SearchOut, responses={**_AUTH, **_PLAN, **_NOT_FOUND}
+)
+async def resume_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+    search = await searches.resume(session, search_id, owner=user)
+    return SearchOut.model_validate(search)
+
+
+@router.post(
+    "/{search_id}/check",
+    response_model=SearchOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **_AUTH,
+        **_NOT_FOUND,
+        409: {"description": "The search is paused"},
+        429: {"description": "Daily manual checks used up; see Retry-After"},
+    },
+)
+async def check_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+    """Check the search as soon as possible (within the plan's daily allowance)."""
+    search = await searches.request_check(session, search_id, owner=user)
+    return SearchOut.model_validate(search)
+
+
+@router.get(
+    "/{search_id}/listings",
+    response_model=ListingPage,
+    responses={**_AUTH, **_NOT_FOUND, **_INVALID},
+)
+async def list_search_listings(
+    search_id: uuid.UUID,
+    query: Annotated[ListingQuery, Query()],
+    session: SessionDep,
+    user: CurrentUser,
+) -> ListingPage:
+    """The listings this search matched, with the same filters and sorting as /listings/."""
+    filters = ListingFilters.model_validate(
+        {**query.filters().model_dump(), "search_id": search_id}
+    )
+    return await listings.list_listings(
+        session, owner_id=user.id, filters=filters, limit=query.limit, offset=query.offset
+    )

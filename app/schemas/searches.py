@@ -1,0 +1,202 @@
+"""Saved-search bodies: the criteria, create/replace/patch inputs and the search as shown."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+
+from app.models.enums import AlertChannel, Marketplace
+from app.schemas.common import InputModel, OutputModel
+
+MAX_PRICE = Decimal(1_000_000_000)
+_CENT = Decimal("0.01")
+
+
+def _clean_keyword(value: str) -> str:
+    """Collapse inner whitespace; a keyword in double quotes stays quoted (an exact phrase)."""
+    value = " ".join(value.split())
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        inner = value[1:-1].strip()
+        if not inner:
+            raise ValueError("a quoted phrase must not be empty")
+        value = f'"{inner}"'
+    # A keyword without a letter or digit normalises to nothing and would match every title.
+    if not any(char.isalnum() for char in value):
+        raise ValueError("a keyword must contain at least one letter or digit")
+    return value
+
+
+def _canonical_price(value: Decimal) -> Decimal:
+    # "1e3", "400" and "-0" all become plain two-place amounts, like the listings' prices.
+    return (value + 0).quantize(_CENT)
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must be unique")
+    return values
+
+
+Keyword = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_clean_keyword),
+]
+Price = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_PRICE, decimal_places=2),
+    AfterValidator(_canonical_price),
+]
+Currency = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$", to_upper=True),
+]
+Condition = Annotated[Literal["new", "used", "any"], BeforeValidator(_lower)]
+
+SearchName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Marketplaces = Annotated[
+    list[Marketplace], Field(min_length=1, max_length=4), AfterValidator(_unique)
+]
+AlertChannels = Annotated[
+    list[AlertChannel], Field(min_length=0, max_length=5), AfterValidator(_unique)
+]
+CheckFrequency = Annotated[int, Field(ge=1, le=24 * 60)]
+Location = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class SearchCriteria(InputModel):
+    """What a listing must look like. Stored as `model_dump(mode="json", exclude_none=True)`;
+    stored criteria validate back into this model unchanged.
+
+    A keyword matches when all its words occur in the title; a keyword in double quotes
+    must occur as that exact phrase. Any exclude keyword rejects a listing.
+    """
+
+    keywords: list[Keyword] = Field(min_length=1, max_length=20)
+    exclude_keywords: list[Keyword] = Field(default_factory=list, max_length=50)
+    min_price: Price | None = None
+    max_price: Price | None = None
+    currency: Currency | None = None
+    location: Location | None = None
+    radius_km: int | None = Field(default=None, ge=1, le=500)
+    condition: Condition | None = None
+    category: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+    @field_validator("keywords", "exclude_keywords")
+    @classmethod
+    def _drop_duplicates(cls, keywords: list[str]) -> list[str]:
+        seen: set[str] = set()
+        unique: list[str] = []
+        for keyword in keywords:
+            if keyword.casefold() not in seen:
+                seen.add(keyword.casefold())
+                unique.append(keyword)
+        return unique
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (
+            self.min_price is not None
+            and self.max_price is not None
+            and self.min_price > self.max_price
+        ):
+            raise ValueError("min_price must not be greater than max_price")
+        if self.radius_km is not None and self.location is None:
+            raise ValueError("radius_km needs a location")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON form kept in `searches.criteria` (prices as two-place strings)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class SearchCreate(InputModel):
+    """POST /searches/ and PUT /searches/{id}: the full set of a search's settings."""
+
+    name: SearchName
+    description: Description | None = None
+    criteria: SearchCriteria
+    marketplaces: Marketplaces
+    alert_channels: AlertChannels = Field(default_factory=lambda: [AlertChannel.EMAIL])
+    check_frequency_minutes: CheckFrequency = 30
+    alert_on_first_check: bool = False
+    alert_on_price_drop: bool = False
+
+
+# Fields PATCH may set to null; every other field, when given, needs a value.
+_NULLABLE_ON_PATCH = frozenset({"description"})
+
+
+class SearchUpdate(InputModel):
+    """PATCH /searches/{id}: any subset of SearchCreate; `criteria` replaces the old one whole."""
+
+    name: SearchName | None = None
+    description: Description | None = None
+    criteria: SearchCriteria | None = None
+    marketplaces: Marketplaces | None = None
+    alert_channels: AlertChannels | None = None
+    check_frequency_minutes: CheckFrequency | None = None
+    alert_on_first_check: bool | None = None
+    alert_on_price_drop: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> Self:
+        for field in sorted(self.model_fields_set - _NULLABLE_ON_PATCH):
+            if getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+
+class SearchCriteriaOut(OutputModel):
+    keywords: list[str]
+    exclude_keywords: list[str] = Field(default_factory=list)
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    currency: str | None = None
+    location: str | None = None
+    radius_km: int | None = None
+    condition: str | None = None
+    category: str | None = None
+
+
+class SearchOut(OutputModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    criteria: SearchCriteriaOut
+    marketplaces: list[str]
+    alert_channels: list[str]
+    check_frequency_minutes: int
+    alert_on_first_check: bool
+    alert_on_price_drop: bool
+    is_active: bool
+    paused_at: datetime | None
+    paused_reason: str | None
+    next_check_at: datetime | None
+    last_checked_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> Literal["active", "paused"]:
+        return "active" if self.is_active else "paused"

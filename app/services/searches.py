@@ -1,0 +1,325 @@
+"""Saved searches: create, edit, pause/resume, "check now", within the owner's plan.
+
+Every function flushes and never commits. Another user's search is reported as NotFound.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from app.models import ApiUsage, Search, User
+from app.models.enums import AlertChannel, Plan
+from app.schemas.searches import SearchCreate, SearchCriteria, SearchUpdate
+from app.services import plans
+
+MANUAL_CHECK = "manual_check"
+PAUSED_BY_OWNER = "Paused by the owner"
+
+# Changing what a search looks for makes its next check a fresh first check (no alerts
+# for what is already listed), exactly like a new search.
+_RESTART_FIELDS = frozenset({"criteria", "marketplaces"})
+
+
+async def create(session: AsyncSession, data: SearchCreate, *, owner: User) -> Search:
+    """A new active search, due at once.
+
+    Raises PlanLimitExceeded (active searches, marketplaces, frequency) and InvalidInput
+    (a chosen alert channel the owner has not set up).
+    """
+    await _lock_owner(session, owner.id)
+    plans.check_new_active_search(owner.plan, await _active_count(session, owner.id))
+    values = _values(data, set(SearchCreate.model_fields))
+    _check_settings(
+        owner,
+        values,
+        marketplaces=values["marketplaces"],
+        check_frequency_minutes=values["check_frequency_minutes"],
+    )
+    now = utcnow()
+    search = Search(
+        owner_id=owner.id,
+        is_active=True,
+        next_check_at=now,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+    session.add(search)
+    await session.flush()
+    return search
+
+
+async def list_for_owner(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    is_active: bool | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Search], int]:
+    """One page of the owner's searches, newest first, and the total count."""
+    conditions: list[Any] = [Search.owner_id == owner_id]
+    if is_active is not None:
+        conditions.append(Search.is_active.is_(is_active))
+    total = await session.scalar(select(func.count()).select_from(Search).where(*conditions))
+    rows = await session.scalars(
+        select(Search)
+        .where(*conditions)
+        .order_by(Search.created_at.desc(), Search.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total or 0
+
+
+async def get(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUID) -> Search:
+    """The owner's search; NotFound if it does not exist or belongs to someone else."""
+    search = await session.scalar(
+        select(Search).where(Search.id == search_id, Search.owner_id == owner_id)
+    )
+    if search is None:
+        raise NotFound("Search not found")
+    return search
+
+
+async def replace(
+    session: AsyncSession, search_id: uuid.UUID, data: SearchCreate, *, owner: User
+) -> Search:
+    """PUT: every setting from `data` (omitted optional fields take their defaults).
+
+    Raises NotFound, PlanLimitExceeded, InvalidInput; nothing changes when it raises.
+    """
+    search = await get(session, search_id, owner_id=owner.id)
+    return await _apply(session, search, _values(data, set(SearchCreate.model_fields)), owner)
+
+
+async def update(
+    session: AsyncSession, search_id: uuid.UUID, changes: SearchUpdate, *, owner: User
+) -> Search:
+    """PATCH: only the fields given. Plan limits are checked when marketplaces or the
+    frequency are given; channels when channels are given.
+
+    Raises NotFound, PlanLimitExceeded, InvalidInput; nothing changes when it raises.
+    """
+    search = await get(session, search_id, owner_id=owner.id)
+    return await _apply(session, search, _values(changes, changes.model_fields_set), owner)
+
+
+async def delete(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUID) -> None:
+    """Delete the search; the database cascades to its matches. NotFound if not theirs."""
+    search = await get(session, search_id, owner_id=owner_id)
+    await session.delete(search)
+    await session.flush()
+
+
+async def pause(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUID) -> Search:
+    """Stop checking the search. Pausing a paused search changes nothing."""
+    search = await get(session, search_id, owner_id=owner_id)
+    if search.is_active:
+        search.is_active = False
+        search.paused_at = utcnow()
+        search.paused_reason = PAUSED_BY_OWNER
+        search.next_check_at = None
+        await session.flush()
+    return search
+
+
+async def resume(session: AsyncSession, search_id: uuid.UUID, *, owner: User) -> Search:
+    """Make a paused search active and due at once. Resuming an active search changes nothing.
+
+    Raises PlanLimitExceeded when the plan's active searches are all taken, or when the
+    search's marketplaces or frequency exceed the plan (e.g. after a downgrade).
+    """
+    search = await get(session, search_id, owner_id=owner.id)
+    if search.is_active:
+        return search
+    await _lock_owner(session, owner.id)
+    plans.check_new_active_search(owner.plan, await _active_count(session, owner.id))
+    plans.check_search_settings(
+        owner.plan,
+        marketplaces=len(search.marketplaces),
+        check_frequency_minutes=search.check_frequency_minutes,
+    )
+    search.is_active = True
+    search.paused_at = None
+    search.paused_reason = None
+    search.next_check_at = utcnow()
+    await session.flush()
+    return search
+
+
+async def request_check(
+    session: AsyncSession, search_id: uuid.UUID, *, owner: User, now: datetime | None = None
+) -> Search:
+    """Check now: make the search due at once, counted against the plan's daily allowance.
+
+    Raises NotFound, Conflict (the search is paused) and TooManyRequests (allowance used up
+    for this UTC day; retry_after_s is the time to the next UTC midnight).
+    """
+    search = await get(session, search_id, owner_id=owner.id)
+    if not search.is_active:
+        raise Conflict("This search is paused; resume it before asking for a check")
+    now = now or utcnow()
+    limit = plans.limits_for(owner.plan).manual_checks_per_day
+    used = await _count_usage(session, owner.id, MANUAL_CHECK, now)
+    if used > limit:
+        # The request's rollback also undoes this attempt's increment.
+        raise TooManyRequests(
+            f"The {Plan(owner.plan).name} plan allows {limit} manual checks per day; "
+            "try again after midnight UTC",
+            retry_after_s=_seconds_to_next_utc_day(now),
+        )
+    search.next_check_at = now
+    await session.flush()
+    return search
+
+
+async def _apply(
+    session: AsyncSession, search: Search, values: dict[str, Any], owner: User
+) -> Search:
+    frequency = values.get("check_frequency_minutes", search.check_frequency_minutes)
+    _check_settings(
+        owner,
+        values,
+        marketplaces=values.get("marketplaces", search.marketplaces),
+        check_frequency_minutes=frequency,
+    )
+    restart = any(
+        field in values and _differs(getattr(search, field), values[field])
+        for field in _RESTART_FIELDS
+    )
+    frequency_changed = frequency != search.check_frequency_minutes
+    for field, value in values.items():
+        setattr(search, field, value)
+    if restart:
+        _start_afresh(search)
+    elif frequency_changed and search.is_active:
+        search.next_check_at = (
+            search.last_checked_at + timedelta(minutes=search.check_frequency_minutes)
+            if search.last_checked_at is not None
+            else utcnow()
+        )
+    await session.flush()
+    return search
+
+
+def _values(data: SearchCreate | SearchUpdate, fields: set[str]) -> dict[str, Any]:
+    """Model column values for the given fields of a validated body."""
+    values: dict[str, Any] = {}
+    for field in fields:
+        value = getattr(data, field)
+        if field == "criteria":
+            value = value.stored()
+        elif field in ("marketplaces", "alert_channels"):
+            value = [item.value for item in value]
+        values[field] = value
+    return values
+
+
+def _check_settings(
+    owner: User, values: dict[str, Any], *, marketplaces: list[str], check_frequency_minutes: int
+) -> None:
+    """Plan limits on the resulting settings (when the body names them), then channels."""
+    if values.keys() & {"marketplaces", "check_frequency_minutes"}:
+        plans.check_search_settings(
+            owner.plan,
+            marketplaces=len(marketplaces),
+            check_frequency_minutes=check_frequency_minutes,
+        )
+    _check_channels(owner, values.get("alert_channels", []))
+
+
+def _check_channels(owner: User, channels: list[str]) -> None:
+    missing = {
+        AlertChannel.SMS.value: ("phone_number", not owner.phone_number),
+        AlertChannel.WEBHOOK.value: ("webhook_url", not owner.webhook_url),
+        AlertChannel.APPRISE.value: ("apprise_urls", not owner.apprise_urls),
+    }
+    for channel in channels:
+        setting, is_missing = missing.get(channel, ("", False))
+        if is_missing:
+            raise InvalidInput(
+                f"The {channel} alert channel needs your {setting}: "
+                "set it with PUT /api/v1/users/me first"
+            )
+
+
+def _differs(current: Any, new: Any) -> bool:
+    if isinstance(current, dict) and isinstance(new, dict):
+        return _normalised_criteria(current) != new
+    if isinstance(current, list) and isinstance(new, list):
+        return set(current) != set(new)
+    return bool(current != new)
+
+
+def _normalised_criteria(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """Stored criteria in today's canonical form (rows written before may differ in form
+    only, e.g. a price of 400 for "400.00"); None if they no longer validate."""
+    try:
+        return SearchCriteria.model_validate(stored).stored()
+    except ValidationError:
+        return None
+
+
+def _start_afresh(search: Search) -> None:
+    """Forget the previous check history: the next check is a first check again."""
+    search.last_checked_at = None
+    search.last_error = None
+    search.consecutive_failures = 0
+    search.next_check_at = utcnow() if search.is_active else None
+
+
+async def _active_count(session: AsyncSession, owner_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Search)
+        .where(Search.owner_id == owner_id, Search.is_active.is_(True))
+    )
+    return count or 0
+
+
+async def _lock_owner(session: AsyncSession, owner_id: uuid.UUID) -> None:
+    """Serialise an owner's plan-limited writes, so two concurrent requests cannot both
+    take the last free slot. A no-op UPDATE of the user row takes PostgreSQL's row lock
+    and SQLite's write lock before anything is counted."""
+    await session.execute(
+        sql_update(User)
+        .where(User.id == owner_id)
+        .values(updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _count_usage(session: AsyncSession, user_id: uuid.UUID, kind: str, now: datetime) -> int:
+    """Add one to today's (UTC) counter of `kind` and return the new count, atomically."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(ApiUsage)
+        .values(
+            id=uuid.uuid4(), user_id=user_id, day=now.astimezone(UTC).date(), kind=kind, count=1
+        )
+        .on_conflict_do_update(
+            index_elements=[ApiUsage.user_id, ApiUsage.day, ApiUsage.kind],
+            set_={"count": ApiUsage.count + 1},
+        )
+        .returning(ApiUsage.count)
+    )
+    count: int = (await session.execute(statement)).scalar_one()
+    return count
+
+
+def _seconds_to_next_utc_day(now: datetime) -> int:
+    today = now.astimezone(UTC).date()
+    midnight = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    return max(1, math.ceil((midnight - now).total_seconds()))
