@@ -1,5 +1,85 @@
-"""Routes of /api/v1/listings."""
+"""Routes of /api/v1/listings: listings your searches matched, with your own state of each."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import CurrentUser, SessionDep
+from app.schemas.listings import (
+    ListingDetail,
+    ListingPage,
+    ListingQuery,
+    ListingStateUpdate,
+    RecentListingQuery,
+)
+from app.services import listings
 
 router = APIRouter(prefix="/listings", tags=["listings"])
+
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid token"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No listing matched by your searches has this id"}
+}
+_INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid parameters or body"}}
+
+
+@router.get(
+    "/",
+    response_model=ListingPage,
+    responses={
+        **_AUTH,
+        **_INVALID,
+        404: {"description": "search_id is not one of your searches"},
+    },
+)
+async def list_listings(
+    query: Annotated[ListingQuery, Query()], session: SessionDep, user: CurrentUser
+) -> ListingPage:
+    """Listings your searches matched, one entry per listing; hidden ones only on request."""
+    return await listings.list_listings(
+        session, owner_id=user.id, filters=query.filters(), limit=query.limit, offset=query.offset
+    )
+
+
+@router.get("/recent", response_model=ListingPage, responses={**_AUTH, **_INVALID})
+async def list_recent_listings(
+    query: Annotated[RecentListingQuery, Query()], session: SessionDep, user: CurrentUser
+) -> ListingPage:
+    """Listings your searches matched in the last `hours` (1 to 168), newest first, without
+    hidden ones."""
+    return await listings.list_recent(
+        session, owner_id=user.id, hours=query.hours, limit=query.limit, offset=query.offset
+    )
+
+
+@router.get(
+    "/{listing_id}", response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
+)
+async def get_listing(
+    listing_id: uuid.UUID, session: SessionDep, user: CurrentUser
+) -> ListingDetail:
+    """The listing, your state of it and its price history (oldest first)."""
+    return await listings.get_listing(session, listing_id, owner_id=user.id)
+
+
+@router.put(
+    "/{listing_id}", response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
+)
+async def replace_listing_state(
+    listing_id: uuid.UUID, body: ListingStateUpdate, session: SessionDep, user: CurrentUser
+) -> ListingDetail:
+    """Save, hide or mark viewed (same as PATCH: only the fields sent change)."""
+    return await listings.update_state(session, listing_id, body, owner_id=user.id)
+
+
+@router.patch(
+    "/{listing_id}", response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
+)
+async def update_listing_state(
+    listing_id: uuid.UUID, body: ListingStateUpdate, session: SessionDep, user: CurrentUser
+) -> ListingDetail:
+    """Save, hide or mark viewed; applies to all your matches of the listing."""
+    return await listings.update_state(session, listing_id, body, owner_id=user.id)

@@ -1,5 +1,64 @@
-"""Routes of /api/v1/users."""
+"""Routes of /api/v1/users: the signed-in user's own account."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from app.api.deps import CurrentUser, SessionDep, URLPolicyDep
+from app.schemas.users import UserLimits, UserOut, UserStats, UserUpdate, UserUpdated
+from app.services import users
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid token"}}
+_UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
+    422: {
+        "description": "Invalid or unknown field, a webhook URL that is not public, "
+        "a disallowed Apprise URL, or half-set quiet hours"
+    },
+}
+
+
+@router.get("/me", response_model=UserOut, responses=_AUTH)
+async def read_me(user: CurrentUser) -> UserOut:
+    return UserOut.model_validate(user)
+
+
+@router.put("/me", response_model=UserUpdated, responses=_UPDATE_ERRORS)
+async def replace_me(
+    body: UserUpdate, session: SessionDep, user: CurrentUser, url_policy: URLPolicyDep
+) -> UserUpdated:
+    """Update the fields sent (same as PATCH). A new webhook URL returns its signing secret,
+    once."""
+    secret = await users.update_profile(session, user, body, url_policy=url_policy)
+    return UserUpdated.of(user, secret)
+
+
+@router.patch("/me", response_model=UserUpdated, responses=_UPDATE_ERRORS)
+async def update_me(
+    body: UserUpdate, session: SessionDep, user: CurrentUser, url_policy: URLPolicyDep
+) -> UserUpdated:
+    """Update the fields sent. A new webhook URL returns its signing secret, once."""
+    secret = await users.update_profile(session, user, body, url_policy=url_policy)
+    return UserUpdated.of(user, secret)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=_AUTH)
+async def delete_me(session: SessionDep, user: CurrentUser) -> Response:
+    """Delete the account and everything of it (searches, matches, alerts); not undoable."""
+    await users.delete_account(session, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/stats", response_model=UserStats, responses=_AUTH)
+async def read_my_stats(session: SessionDep, user: CurrentUser) -> UserStats:
+    return await users.stats(session, owner_id=user.id)
+
+
+@router.get("/me/limits", response_model=UserLimits, responses=_AUTH)
+async def read_my_limits(session: SessionDep, user: CurrentUser) -> UserLimits:
+    """Your plan's limits, your current usage and what is left."""
+    return await users.limits(session, user)

@@ -1,0 +1,288 @@
+"""The gatekeeper for user-supplied URLs (webhooks, feeds, Apprise): nothing private is reachable.
+
+A URL is parsed once; the name is normalised and screened, resolved once, and every address
+it resolves to must be public. The result (`CheckedURL`) carries the addresses that were
+checked, so a sender dials exactly those (with the name as Host header and TLS SNI) and a
+DNS answer that changes between the check and the send cannot redirect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from app.errors import InvalidInput
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_URL_LENGTH = 2048
+RESOLVE_TIMEOUT_S = 5.0
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+# Names that only ever mean something inside a network (RFC 6761, RFC 8375, ICANN's
+# .internal) or are common private conventions; no public service lives under them.
+_PRIVATE_NAME_SUFFIXES = frozenset(
+    {"localhost", "local", "internal", "localdomain", "arpa", "lan", "home", "corp", "intranet"}
+)
+# Ranges that embed or tunnel to another address (NAT64, 6to4, Teredo, IPv4-compatible),
+# plus ones that older Pythons call global although they are not.
+_DENIED_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "2002::/16",
+        "2001::/32",
+        "::/96",
+        "fec0::/10",
+        "192.0.0.0/24",
+        "192.88.99.0/24",
+    )
+)
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
+# Backslashes and controls are read differently by different URL parsers; refuse them.
+_AMBIGUOUS_CHARACTERS = re.compile(r"[\x00-\x20\x7f\\]")
+
+# Apprise delivers these through fixed, public hosts it builds itself; every other scheme
+# (json://, xml://, form://, gotify://, mailto://, ...) can point at any host.
+APPRISE_FIXED_HOST_SCHEMES = frozenset(
+    {"tgram", "discord", "slack", "pover", "pbul", "msteams", "ntfy"}
+)
+_NTFY_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NTFY_SERVER_REFUSED = "Own ntfy servers are not allowed, only public ntfy.sh topics (ntfy://topic)"
+
+
+class UnsafeURL(InvalidInput):
+    """The URL is malformed or could reach a private, local or otherwise non-public address."""
+
+    code = "unsafe_url"
+
+
+@dataclass(frozen=True)
+class CheckedURL:
+    """A URL that passed the check, with the addresses it resolved to at that moment."""
+
+    scheme: str
+    host: str  # lowercase ASCII (IDNA) name, or an IP literal without brackets
+    port: int
+    path: str  # never empty; non-ASCII percent-encoded
+    query: str
+    addresses: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        """The request target: path and query."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    @property
+    def url(self) -> str:
+        """The normalised URL, as stored and shown."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if DEFAULT_PORTS.get(self.scheme) == self.port else f":{self.port}"
+        return f"{self.scheme}://{host}{port}{self.target}"
+
+
+@dataclass(frozen=True)
+class URLPolicy:
+    """The resolver and strictness to check user URLs with, so callers pass one value."""
+
+    resolve: Resolver
+    allow_http: bool = False
+    allow_loopback: bool = False
+
+    async def check(self, url: str) -> CheckedURL:
+        """`validate_public_url` under this policy."""
+        return await validate_public_url(
+            url,
+            resolve=self.resolve,
+            allow_http=self.allow_http,
+            allow_loopback=self.allow_loopback,
+        )
+
+
+async def system_resolver(host: str) -> list[str]:
+    """The operating system's answer for `host`: its addresses, without duplicates."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def validate_public_url(
+    url: str, *, resolve: Resolver, allow_http: bool, allow_loopback: bool = False
+) -> CheckedURL:
+    """Check that `url` is an https (or, with `allow_http`, http) URL on the default port
+    whose host is public and resolves only to public addresses.
+
+    `allow_loopback` (local test servers only) also admits 127.0.0.0/8, ::1 and any port.
+    Resolves the name exactly once. Raises UnsafeURL with the reason.
+    """
+    scheme, host, port, path, query = _parse(url, allow_http=allow_http)
+    if not allow_loopback and port != DEFAULT_PORTS[scheme]:
+        raise UnsafeURL(f"Only the default {scheme} port ({DEFAULT_PORTS[scheme]}) is allowed")
+    literal = _ip_literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        _check_name(host)
+        addresses = await _resolve(host, resolve)
+    for address in addresses:
+        problem = address_problem(address, allow_loopback=allow_loopback)
+        if problem is not None:
+            # Name the address only when the user typed it: echoing what an internal name
+            # resolves to would turn this check into a DNS oracle.
+            subject = f"{address} is" if literal is not None else f"{host} resolves to"
+            raise UnsafeURL(f"{subject} {problem}; only public addresses are allowed")
+    return CheckedURL(
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=path,
+        query=query,
+        addresses=tuple(str(address) for address in addresses),
+    )
+
+
+def address_problem(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
+    """Why a connection to `address` is not allowed ("a private address", ...), or None."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if allow_loopback and address.is_loopback:
+        return None
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_unspecified:
+        return "an unspecified address"
+    if any(address in network for network in _DENIED_NETWORKS):
+        return "a translated, tunnelled or special-purpose address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_reserved:
+        return "a reserved address"
+    if address.is_private or getattr(address, "is_site_local", False):
+        return "a private or special-purpose address"
+    if not address.is_global:
+        return "a non-routable address"
+    return None
+
+
+def check_apprise_url(url: str) -> str:
+    """Return `url` when it is an Apprise URL of a fixed-host service; raise UnsafeURL if not.
+
+    Only schemes whose host Apprise fixes itself are accepted; ntfy only in its public
+    ntfy.sh form (`ntfy://topic`), since `ntfy://host/topic` posts to any server.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeURL(f"Apprise URLs are limited to {MAX_URL_LENGTH} characters")
+    if _AMBIGUOUS_CHARACTERS.search(url):
+        raise UnsafeURL("Apprise URLs must not contain spaces, control characters or backslashes")
+    scheme, separator, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in APPRISE_FIXED_HOST_SCHEMES:
+        allowed = ", ".join(f"{name}://" for name in sorted(APPRISE_FIXED_HOST_SCHEMES))
+        shown = f"{scheme}://" if separator and len(scheme) <= 20 else "this URL"
+        raise UnsafeURL(f"Apprise scheme {shown} is not allowed; use one of {allowed}")
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise UnsafeURL(f"{scheme}:// URL has no service tokens")
+    if scheme == "ntfy":
+        _check_ntfy(parts.netloc, parts.path, parts.query)
+    return url
+
+
+def _check_ntfy(netloc: str, path: str, query: str) -> None:
+    if not _NTFY_TOPIC.match(netloc) or path not in ("", "/"):
+        raise UnsafeURL(_NTFY_SERVER_REFUSED)
+    modes = {value.lower() for key, value in parse_qsl(query) if key.lower() == "mode"}
+    if modes - {"cloud"}:
+        raise UnsafeURL(_NTFY_SERVER_REFUSED)
+
+
+def _parse(url: str, *, allow_http: bool) -> tuple[str, str, int, str, str]:
+    """(scheme, normalised host, port, path, query) of an http(s) URL, or UnsafeURL."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeURL(f"URLs are limited to {MAX_URL_LENGTH} characters")
+    if _AMBIGUOUS_CHARACTERS.search(url):
+        raise UnsafeURL("URLs must not contain spaces, control characters or backslashes")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    allowed = ("https", "http") if allow_http else ("https",)
+    if scheme not in allowed:
+        raise UnsafeURL(f"Only {' or '.join(allowed)} URLs are allowed")
+    if "@" in parts.netloc:
+        raise UnsafeURL("URLs must not contain a user name or password")
+    try:
+        raw_port = parts.port
+    except ValueError as exc:
+        raise UnsafeURL("The port is not a number between 0 and 65535") from exc
+    host = _normalise_host(parts.hostname or "", bracketed=parts.netloc.startswith("["))
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    port = DEFAULT_PORTS[scheme] if raw_port is None else raw_port
+    return scheme, host, port, path, query
+
+
+def _normalise_host(hostname: str, *, bracketed: bool) -> str:
+    """Lowercase, IDNA-encode and strip one trailing dot; IPv6 literals come back bare."""
+    if not hostname:
+        raise UnsafeURL("The URL has no host")
+    if bracketed:
+        try:
+            return str(ipaddress.IPv6Address(hostname))
+        except ValueError as exc:
+            raise UnsafeURL("The bracketed host is not an IPv6 address") from exc
+    try:
+        host = hostname.lower().encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise UnsafeURL("The host name is not a valid internationalised name") from exc
+    return host.removesuffix(".")
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    """The address when `host` is a canonical IP literal; UnsafeURL for other numeric hosts."""
+    if ":" in host:
+        return ipaddress.IPv6Address(host)  # already validated by _normalise_host
+    labels = host.split(".")
+    if not _NUMERIC_LABEL.match(labels[-1]):
+        return None
+    # Decimal (2130706433), hex (0x7f000001), octal (0177.0.0.1) and short (127.1) forms
+    # all reach 127.0.0.1 through getaddrinfo; only the dotted-quad form is unambiguous.
+    try:
+        return ipaddress.IPv4Address(host)
+    except ValueError as exc:
+        raise UnsafeURL("Numeric hosts must be dotted-quad IPv4 addresses") from exc
+
+
+def _check_name(host: str) -> None:
+    labels = host.split(".")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise UnsafeURL("The host name is not a valid DNS name")
+    if labels[-1] in _PRIVATE_NAME_SUFFIXES:
+        raise UnsafeURL(f"{host} is a local or private name, not allowed")
+    if len(labels) < 2:
+        raise UnsafeURL("Single-label host names (such as redis) are not allowed")
+
+
+async def _resolve(host: str, resolve: Resolver) -> list[IPAddress]:
+    try:
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            answers = await resolve(host)
+    except (OSError, TimeoutError) as exc:
+        raise UnsafeURL(f"{host} could not be resolved") from exc
+    if not answers:
+        raise UnsafeURL(f"{host} could not be resolved")
+    addresses: list[IPAddress] = []
+    for answer in answers:
+        try:
+            addresses.append(ipaddress.ip_address(answer))
+        except ValueError as exc:
+            raise UnsafeURL(f"{host} resolves to something that is not an address") from exc
+    return addresses
