@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic import context
 from app import models  # noqa: F401  (registers every table on Base.metadata)
 from app.config import get_settings
 from app.db import Base, create_engine, ensure_sqlite_directory

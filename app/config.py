@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_SECRET_KEY = "change-me-in-production"
+DEFAULT_SECRET_KEY = "insecure-development-key-change-me-before-production"
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./data/marketmon.db"
 MIN_SECRET_KEY_BYTES = 32
 
@@ -47,7 +48,8 @@ class Settings(BaseSettings):
     login_account_failure_limit: str = "5/15minutes"
 
     # --- HTTP ---
-    cors_origins: list[str] = Field(default_factory=list)
+    # NoDecode: the env source would otherwise insist on JSON and refuse "https://a,https://b".
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     # --- marketplaces ---
@@ -67,6 +69,10 @@ class Settings(BaseSettings):
     # --- data ---
     load_templates_on_startup: bool = True
 
+    # --- outbound URLs ---
+    # Tests only: lets user URLs point at fake servers on 127.0.0.1 (any port).
+    ssrf_allow_loopback: bool = False
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, url: str) -> str:
@@ -84,7 +90,9 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str) and value.strip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
@@ -97,6 +105,10 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"DEBUG=False needs a random SECRET_KEY of at least {MIN_SECRET_KEY_BYTES} bytes "
                 '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if self.ssrf_allow_loopback:
+            raise ConfigurationError(
+                "DEBUG=False with SSRF_ALLOW_LOOPBACK=true: that setting is for tests only"
             )
         if self.is_sqlite and not self.allow_sqlite_in_production:
             raise ConfigurationError(

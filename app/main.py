@@ -29,6 +29,7 @@ from app.errors import (
     TooManyRequests,
 )
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import TokenPolicy, TokenSigner
 from app.services import templates as template_service
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async for session in db.session_scope(app.state.session_factory):
                 await template_service.load_builtin_templates(session)
         yield
+        await app.state.throttle.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -101,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ip_limit=settings.login_ip_rate_limit,
         account_failure_limit=settings.login_account_failure_limit,
     )
+
+    app.state.resolve_host = ssrf.system_resolver
 
     app.include_router(health.router)
     for module in (auth, users, searches, listings, templates):

@@ -6,6 +6,7 @@ import re
 import uuid
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -35,8 +36,12 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive` mid-stream. An HTTPException because FastAPI turns any other
+    error while reading the body into a 400, but re-raises these to the 413 handler."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _too_large_detail(max_bytes))
 
 
 class BodySizeLimitMiddleware:
@@ -52,12 +57,11 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
-            try:
-                too_large = int(declared) > self.max_bytes
-            except ValueError:
+            # int() would also take "-1", " 12" or "1_0"; RFC 9110 allows digits only.
+            if not declared.isdigit():
                 await _send_error(send, 400, "Invalid Content-Length header", "bad_request")
                 return
-            if too_large:
+            if int(declared) > self.max_bytes:
                 await _send_too_large(send, self.max_bytes)
                 return
 
@@ -70,7 +74,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -87,8 +91,12 @@ class BodySizeLimitMiddleware:
             await _send_too_large(send, self.max_bytes)
 
 
+def _too_large_detail(max_bytes: int) -> str:
+    return f"Request body larger than {max_bytes} bytes"
+
+
 async def _send_too_large(send: Send, max_bytes: int) -> None:
-    await _send_error(send, 413, f"Request body larger than {max_bytes} bytes", "body_too_large")
+    await _send_error(send, 413, _too_large_detail(max_bytes), "body_too_large")
 
 
 async def _send_error(send: Send, status: int, detail: str, code: str) -> None:

@@ -14,6 +14,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.errors import AuthenticationFailed, PermissionDenied
 from app.models import User
+from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
 
@@ -47,6 +48,24 @@ def get_throttle(request: Request) -> AuthThrottle:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 TokenPolicyDep = Annotated[TokenPolicy, Depends(get_token_policy)]
 ThrottleDep = Annotated[AuthThrottle, Depends(get_throttle)]
+
+
+def get_resolver(request: Request) -> ssrf.Resolver:
+    """How host names of user URLs are resolved (tests put a fake on app.state)."""
+    resolve: ssrf.Resolver = request.app.state.resolve_host
+    return resolve
+
+
+ResolverDep = Annotated[ssrf.Resolver, Depends(get_resolver)]
+
+
+def get_url_policy(resolve: ResolverDep, settings: SettingsDep) -> ssrf.URLPolicy:
+    return ssrf.URLPolicy(
+        resolve=resolve, allow_http=settings.debug, allow_loopback=settings.ssrf_allow_loopback
+    )
+
+
+URLPolicyDep = Annotated[ssrf.URLPolicy, Depends(get_url_policy)]
 
 
 def client_ip(request: Request) -> str:

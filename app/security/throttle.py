@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+import redis.asyncio as redis
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -16,10 +17,27 @@ class AuthThrottle:
     """Per-IP limits on the auth endpoints and per-account limits on failed logins."""
 
     def __init__(self, storage_url: str, *, ip_limit: str, account_failure_limit: str) -> None:
+        """`storage_url` is a `limits` storage URI: memory://, redis://, rediss://, ..."""
         url = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
-        self._limiter = MovingWindowRateLimiter(storage_from_string(url))
+        options: dict[str, object] = {}
+        self._redis_pool: redis.ConnectionPool | None = None
+        if url.startswith("async+redis"):
+            # limits' async Redis storage defaults to coredis; redis-py is the client we ship.
+            options["implementation"] = "redispy"
+            if url.startswith(("async+redis://", "async+rediss://")):
+                # Our own pool, so that aclose() can release its connections.
+                self._redis_pool = redis.ConnectionPool.from_url(url.removeprefix("async+"))
+                options["connection_pool"] = self._redis_pool
+        # `connection_pool` is a documented option; the options' annotation leaves it out.
+        storage = storage_from_string(url, **options)  # type: ignore[arg-type]
+        self._limiter = MovingWindowRateLimiter(storage)
         self._ip_limit = parse(ip_limit)
         self._failure_limit = parse(account_failure_limit)
+
+    async def aclose(self) -> None:
+        """Release the storage's connections; call once on shutdown."""
+        if self._redis_pool is not None:
+            await self._redis_pool.disconnect()
 
     async def hit_ip(self, ip: str, action: str) -> None:
         """Count one request from this IP; raise TooManyRequests over the limit."""
@@ -29,18 +47,21 @@ class AuthThrottle:
                 retry_after_s=await self._retry_after(self._ip_limit, "ip", action, ip),
             )
 
-    async def check_account(self, email: str) -> None:
-        """Refuse a login attempt while the account has too many recent failures, from any IP."""
-        if not await self._limiter.test(self._failure_limit, "account", email):
+    async def claim_account_attempt(self, email: str) -> None:
+        """Count one login attempt against the account, from any IP, before the password is
+        checked; raise TooManyRequests while too many attempts have not ended in a success.
+
+        Counting up front (one atomic hit) rather than after a failure keeps parallel guesses
+        from all passing the check before any of them is recorded.
+        """
+        if not await self._limiter.hit(self._failure_limit, "account", email):
             raise TooManyRequests(
                 "Too many failed logins for this account; try again later",
                 retry_after_s=await self._retry_after(self._failure_limit, "account", email),
             )
 
-    async def record_failure(self, email: str) -> None:
-        await self._limiter.hit(self._failure_limit, "account", email)
-
     async def record_success(self, email: str) -> None:
+        """Forget the account's attempts: only failures since the last success count."""
         await self._limiter.clear(self._failure_limit, "account", email)
 
     async def _retry_after(self, item: object, *identifiers: str) -> int:

@@ -61,7 +61,7 @@ class TokenSigner:
                 leeway=LEEWAY_S,
                 options={"require": ["exp", "iat", "jti", "sub", "type", "aud", "iss"]},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, UnicodeEncodeError) as exc:  # PyJWT encodes str as UTF-8 first
             raise InvalidToken(str(exc)) from exc
         if claims.get("type") != expected_type:
             raise InvalidToken(f"expected a {expected_type} token")

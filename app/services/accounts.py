@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import suppress
 from datetime import datetime
 
+from pydantic.networks import validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,11 +23,22 @@ INVALID_CREDENTIALS = "Incorrect email or password"
 INVALID_REFRESH = "Invalid or expired refresh token"
 
 
+def normalise_email(email: str) -> str:
+    """The stored form of an address: the sign-up validator's normal form (NFC, IDNA-mapped
+    domain, display name dropped), lower-cased. Sign-up, login and the per-account throttle
+    all key on it, so equivalent spellings of one address are one account."""
+    email = email.strip()
+    # Not an address sign-up would accept: it matches no account as typed.
+    with suppress(ValueError):
+        _, email = validate_email(email)
+    return email.lower()
+
+
 async def register(
     session: AsyncSession, *, email: str, password: str, full_name: str | None
 ) -> User:
     """Create a FREE-plan user; Conflict when the email is taken."""
-    email = email.lower()
+    email = normalise_email(email)
     if await _user_by_email(session, email) is not None:
         raise Conflict("An account with this email already exists")
     user = User(
@@ -44,7 +57,9 @@ async def register(
 
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
     """The active user with these credentials; AuthenticationFailed with one message otherwise."""
-    user = await _user_by_email(session, email.strip().lower())
+    email = normalise_email(email)
+    # PostgreSQL cannot compare text holding NUL (the form login is not an InputModel).
+    user = None if "\x00" in email else await _user_by_email(session, email)
     ok, new_hash = await passwords.verify_password(password, user.password_hash if user else None)
     if user is None or not ok or not user.is_active:
         raise AuthenticationFailed(INVALID_CREDENTIALS)
@@ -58,13 +73,9 @@ async def login(
     session: AsyncSession, policy: TokenPolicy, throttle: AuthThrottle, *, email: str, password: str
 ) -> TokenPair:
     """Tokens for valid credentials; failures count against the account, from any address."""
-    account = email.strip().lower()
-    await throttle.check_account(account)
-    try:
-        user = await authenticate(session, email=account, password=password)
-    except AuthenticationFailed:
-        await throttle.record_failure(account)
-        raise
+    account = normalise_email(email)
+    await throttle.claim_account_attempt(account)
+    user = await authenticate(session, email=account, password=password)
     await throttle.record_success(account)
     return await issue_tokens(session, user, policy)
 
