@@ -1,0 +1,289 @@
+"""The `marketmon` command, run as users run it: as a separate process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+
+from app.cli import alembic_config, mask_url
+from app.config import Settings
+from app.services.templates import BUILTIN_TEMPLATES
+
+MARKETMON = str(Path(sys.executable).parent / "marketmon")
+COMMAND_TIMEOUT_S = 120
+SERVER_START_TIMEOUT_S = 60
+SERVER_STOP_TIMEOUT_S = 30
+STRONG_KEY = "a-random-secret-key-that-is-longer-than-thirty-two-bytes"
+
+
+def _environment(**overrides: str) -> dict[str, str]:
+    """This process's environment without any app setting, plus the overrides."""
+    fields = {name.lower() for name in Settings.model_fields}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.lower() not in fields and key != "MARKETMON_ADMIN_PASSWORD"
+    }
+    return env | overrides
+
+
+def marketmon(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script in `cwd` (never the checkout, so no developer .env is read)."""
+    return subprocess.run(
+        [MARKETMON, *args],
+        cwd=cwd,
+        env=_environment(**(env or {})),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+
+
+def sqlite_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    result = marketmon("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("run", "migrate", "seed", "create-admin", "config-check"):
+        assert name in result.stdout
+
+
+def test_migrate_then_seed_leaves_a_migrated_database_with_the_builtin_templates(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "cli.db"
+    env = {"DATABASE_URL": f"sqlite:///{database}"}
+
+    migrated = marketmon("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert sqlite_rows(database, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+
+    for _ in range(2):  # seeding again updates in place, it never duplicates
+        seeded = marketmon("seed", cwd=tmp_path, env=env)
+        assert seeded.returncode == 0, seeded.stderr
+        assert sqlite_rows(database, "SELECT count(*) FROM search_templates") == [
+            (len(BUILTIN_TEMPLATES),)
+        ]
+    slugs = {row[0] for row in sqlite_rows(database, "SELECT slug FROM search_templates")}
+    assert slugs == {template["slug"] for template in BUILTIN_TEMPLATES}
+
+
+def test_seed_on_a_database_without_tables_asks_for_migrate(tmp_path: Path) -> None:
+    result = marketmon("seed", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert result.returncode == 1
+    assert "marketmon migrate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_create_admin_creates_an_admin_then_promotes_an_existing_user(tmp_path: Path) -> None:
+    database = tmp_path / "admin.db"
+    env = {"DATABASE_URL": f"sqlite:///{database}"}
+    assert marketmon("migrate", cwd=tmp_path, env=env).returncode == 0
+
+    created = marketmon(
+        "create-admin",
+        "Boss@Example.com",
+        "--password",
+        "long-enough-password",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "admin role granted" in created.stderr
+    assert "created=True" in created.stderr
+    assert "long-enough-password" not in created.stdout + created.stderr
+    ((email, is_admin, password_hash),) = sqlite_rows(
+        database, "SELECT email, is_admin, password_hash FROM users"
+    )
+    assert (email, is_admin) == ("boss@example.com", 1)
+    assert str(password_hash).startswith("$argon2id$")
+
+    sqlite_rows(database, "UPDATE users SET is_admin = 0")
+    promoted = marketmon("create-admin", "boss@example.com", cwd=tmp_path, env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "created=False" in promoted.stderr
+    assert sqlite_rows(database, "SELECT is_admin, password_hash FROM users") == [
+        (1, password_hash)
+    ]
+
+
+def test_create_admin_refuses_a_short_password_without_writing(tmp_path: Path) -> None:
+    database = tmp_path / "admin.db"
+    env = {"DATABASE_URL": f"sqlite:///{database}"}
+    assert marketmon("migrate", cwd=tmp_path, env=env).returncode == 0
+
+    result = marketmon(
+        "create-admin", "new@example.com", "--password", "short", cwd=tmp_path, env=env
+    )
+
+    assert result.returncode == 1
+    assert "password" in result.stderr
+    assert sqlite_rows(database, "SELECT count(*) FROM users") == [(0,)]
+
+
+def test_config_check_refuses_production_with_the_default_secret_key(tmp_path: Path) -> None:
+    result = marketmon("config-check", cwd=tmp_path, env={"DEBUG": "False"})
+    assert result.returncode == 1
+    assert "SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_check_refuses_production_on_sqlite_unless_allowed(tmp_path: Path) -> None:
+    env = {"DEBUG": "False", "SECRET_KEY": STRONG_KEY}
+    refused = marketmon("config-check", cwd=tmp_path, env=env)
+    assert refused.returncode == 1
+    assert "ALLOW_SQLITE_IN_PRODUCTION" in refused.stderr
+
+    allowed = marketmon("config-check", cwd=tmp_path, env=env | {"ALLOW_SQLITE_IN_PRODUCTION": "1"})
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_config_check_prints_every_setting_with_secrets_masked(tmp_path: Path) -> None:
+    env = {
+        "SECRET_KEY": STRONG_KEY,
+        "STRIPE_SECRET_KEY": "sk_test_do_not_print_me",
+        "DATABASE_URL": "postgresql://monitor:db-password@127.0.0.1:5432/marketmon",
+        "CELERY_BROKER_URL": "redis://:broker-password@127.0.0.1:6379/0",
+    }
+    result = marketmon("config-check", cwd=tmp_path, env=env)
+
+    assert result.returncode == 0, result.stderr
+    for name in Settings.model_fields:
+        assert name.upper() in result.stdout
+    for secret in (STRONG_KEY, "sk_test_do_not_print_me", "db-password", "broker-password"):
+        assert secret not in result.stdout + result.stderr
+    assert "postgresql+asyncpg://monitor:********@127.0.0.1:5432/marketmon" in result.stdout
+
+
+def test_mask_url_hides_only_the_password() -> None:
+    assert mask_url("redis://:pw@host:6379/0") == "redis://:********@host:6379/0"
+    assert mask_url("postgresql://user:pw@host/db") == "postgresql://user:********@host/db"
+    assert mask_url("postgresql://user@host/db") == "postgresql://user@host/db"
+    assert mask_url("sqlite+aiosqlite:///./data/marketmon.db") == (
+        "sqlite+aiosqlite:///./data/marketmon.db"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"marketmon run exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(
+        f"marketmon run did not answer within {SERVER_START_TIMEOUT_S}s:\n{log_path.read_text()}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+        raise
+
+
+def test_run_serves_the_seed_guide_flow_on_sqlite_from_a_clean_directory(tmp_path: Path) -> None:
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        # No .env and no DATABASE_URL: the embedded defaults (SQLite under ./data) apply.
+        process = subprocess.Popen(
+            [MARKETMON, "run", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_healthy(base_url, process, log_path)
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            assert http.get("/health").json() == {"status": "ok"}
+            assert http.get("/api/v1/docs").status_code == 200
+
+            registered = http.post(
+                "/api/v1/auth/register",
+                headers={"Content-Type": "application/json"},
+                json={
+                    "email": "test@example.com",
+                    "password": "testpassword123",
+                    "full_name": "Test User",
+                },
+            )
+            assert registered.status_code == 201, registered.text
+
+            login = http.post(
+                "/api/v1/auth/login",
+                headers={"Content-Type": "application/json"},
+                json={"email": "test@example.com", "password": "testpassword123"},
+            )
+            assert login.status_code == 200, login.text
+            token = login.json()["access_token"]
+
+            created = http.post(
+                "/api/v1/searches/",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                json={
+                    "name": "My First Search",
+                    "description": "Looking for iPhone deals",
+                    "criteria": {
+                        "keywords": ["iPhone 13", "iPhone 14"],
+                        "max_price": 400,
+                        "exclude_keywords": ["broken", "faulty"],
+                        "location": "London",
+                    },
+                    "marketplaces": ["ebay"],
+                    "alert_channels": ["email"],
+                    "check_frequency_minutes": 30,
+                },
+            )
+            assert created.status_code == 201, created.text
+            assert created.json()["name"] == "My First Search"
+    finally:
+        returncode = _stop(process)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+    log_text = log_path.read_text()
+    assert returncode in (0, -signal.SIGTERM), log_text
+    assert "Application shutdown complete" in log_text
+    assert (tmp_path / "data" / "marketmon.db").is_file()
