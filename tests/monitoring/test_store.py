@@ -1,0 +1,121 @@
+"""Storing a fetch: listings once, price history, matches once, outbox rows once."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.marketplaces.base import Listing
+from app.models import Alert, ListingPrice, SearchMatch, User
+from app.models import Listing as ListingRow
+from app.monitoring.matching import build_matcher
+from app.monitoring.store import SearchToStore, store_fetch
+from tests.factories import make_search
+
+
+def item(n: int, title: str = "Apple iPhone 13 128GB", price: str = "300") -> Listing:
+    return Listing(
+        marketplace="ebay",
+        external_id=f"v1|{n}|0",
+        title=title,
+        url=f"https://www.ebay.co.uk/itm/{n}",
+        price=Decimal(price),
+        currency="GBP",
+    )
+
+
+async def spec(
+    session: AsyncSession, owner: User, *, silent: bool = False, price_drop: bool = False
+) -> SearchToStore:
+    search = await make_search(session, owner=owner)
+    return SearchToStore(
+        id=search.id,
+        owner_id=owner.id,
+        matcher=build_matcher(
+            {"keywords": ["iphone 13"], "exclude_keywords": ["broken"], "max_price": 400},
+            currency="GBP",
+        ),
+        alert_channels=("email", "in_app"),
+        is_silent=silent,
+        alert_on_price_drop=price_drop,
+    )
+
+
+async def count(session: AsyncSession, model: type) -> int:
+    return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_matches_and_alerts_are_written_once_however_often_stored(
+    session: AsyncSession, user: User
+) -> None:
+    search = await spec(session, user)
+    fetched = [item(1), item(2, "iPhone 13 broken screen"), item(3, "iPhone 13", "999"), item(1)]
+    first = await store_fetch(session, "ebay", fetched, [search], now=utcnow())
+    await session.commit()
+    again = await store_fetch(session, "ebay", fetched, [search], now=utcnow())
+    await session.commit()
+
+    assert (first.listings_new, first.matches_new, first.alerts_created) == (3, 1, 2)
+    assert (again.listings_new, again.matches_new, again.alerts_created) == (0, 0, 0)
+    assert await count(session, ListingRow) == 3
+    assert await count(session, SearchMatch) == 1
+    channels = (await session.scalars(select(Alert.channel).order_by(Alert.channel))).all()
+    assert channels == ["email", "in_app"]
+
+
+async def test_first_check_is_silent_but_records_matches(session: AsyncSession, user: User) -> None:
+    search = await spec(session, user, silent=True)
+    result = await store_fetch(session, "ebay", [item(1), item(2)], [search], now=utcnow())
+    await session.commit()
+    assert result.matches_new == 2
+    assert await count(session, Alert) == 0
+
+
+async def test_price_change_is_kept_in_history_and_a_drop_alerts_when_asked(
+    session: AsyncSession, user: User, other_user: User
+) -> None:
+    dropping = await spec(session, user, price_drop=True)
+    plain = await spec(session, other_user)
+    await store_fetch(session, "ebay", [item(1, price="350")], [dropping, plain], now=utcnow())
+    await session.commit()
+    cheaper = replace(item(1), price=Decimal("299.99"))
+    result = await store_fetch(session, "ebay", [cheaper], [dropping, plain], now=utcnow())
+    await session.commit()
+
+    assert result.alerts_created == 2  # two channels, only for the search that asked
+    drops = (await session.scalars(select(Alert).where(Alert.kind == "price_drop"))).all()
+    assert {a.search_id for a in drops} == {dropping.id}
+    assert drops[0].payload["previous_price"] == "350.00"
+    prices = (
+        await session.scalars(select(ListingPrice.price).order_by(ListingPrice.observed_at))
+    ).all()
+    assert prices == [Decimal("350.00"), Decimal("299.99")]
+    stored = await session.scalar(select(ListingRow))
+    assert stored is not None
+    assert stored.price == Decimal("299.99")
+
+
+async def test_listing_shared_by_two_users_is_stored_once_matched_twice(
+    session: AsyncSession, user: User, other_user: User
+) -> None:
+    searches = [await spec(session, user), await spec(session, other_user)]
+    await store_fetch(session, "ebay", [item(1)], searches, now=utcnow())
+    await session.commit()
+    assert await count(session, ListingRow) == 1
+    owners = set((await session.scalars(select(SearchMatch.user_id))).all())
+    assert owners == {user.id, other_user.id}
+
+
+async def test_large_fetch_is_batched(session: AsyncSession, user: User) -> None:
+    search = await spec(session, user, silent=True)
+    fetched = [item(n) for n in range(1200)]
+    result = await store_fetch(session, "ebay", fetched, [search], now=utcnow())
+    await session.commit()
+    assert result.listings_new == 1200
+    assert await count(session, SearchMatch) == 1200
+    assert uuid.UUID(str(result.new_match_ids[0]))
