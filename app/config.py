@@ -68,6 +68,18 @@ class Settings(BaseSettings):
 
     # --- data ---
     load_templates_on_startup: bool = True
+    # Listings nobody saved are deleted this many days after they were last seen.
+    listing_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    # --- monitoring engine ---
+    # Run the scheduler inside the API process (embedded mode). Unset: on when no broker is
+    # configured, off when Celery workers do the work.
+    embedded_worker: bool | None = None
+    embedded_tick_s: float = Field(default=5.0, gt=0, le=300)
+    demo_marketplace_enabled: bool = True
+    demo_listing_interval_s: float = Field(default=45.0, gt=0)
+    fetch_cache_ttl_s: float = Field(default=30.0, ge=0, le=3600)
+    check_concurrency: int = Field(default=20, ge=1, le=200)
 
     # --- outbound URLs ---
     # Tests only: lets user URLs point at fake servers on 127.0.0.1 (any port).
@@ -86,6 +98,11 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @field_validator("embedded_worker", mode="before")
+    @classmethod
+    def _blank_is_automatic(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -123,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        return self.embedded_worker if self.embedded_worker is not None else not self.broker_url
 
 
 @lru_cache

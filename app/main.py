@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import db
-from app.api import auth, health, listings, searches, templates, users
+from app.api import auth, health, listings, marketplaces, searches, templates, users
 from app.config import Settings, get_settings
 from app.errors import (
     AuthenticationFailed,
@@ -29,6 +29,8 @@ from app.errors import (
     TooManyRequests,
 )
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.runner import EmbeddedRunner
+from app.runtime import build_monitoring_runtime, close_monitoring_runtime
 from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import TokenPolicy, TokenSigner
@@ -74,7 +76,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.load_templates_on_startup:
             async for session in db.session_scope(app.state.session_factory):
                 await template_service.load_builtin_templates(session)
+        runtime = build_monitoring_runtime(settings, app.state.session_factory)
+        app.state.monitoring_runtime = runtime
+        runner: EmbeddedRunner | None = None
+        if settings.runs_embedded_worker:
+            runner = EmbeddedRunner(
+                runtime,
+                tick_s=settings.embedded_tick_s,
+                retention=timedelta(days=settings.listing_retention_days),
+                concurrency=settings.check_concurrency,
+            )
+            runner.start()
         yield
+        if runner is not None:
+            await runner.stop()
+        await close_monitoring_runtime(runtime)
         await app.state.throttle.aclose()
         await engine.dispose()
 
@@ -107,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.resolve_host = ssrf.system_resolver
 
     app.include_router(health.router)
-    for module in (auth, users, searches, listings, templates):
+    for module in (auth, users, searches, listings, templates, marketplaces):
         app.include_router(module.router, prefix=API_PREFIX)
 
     app.add_exception_handler(DomainError, _on_domain_error)  # type: ignore[arg-type]

@@ -87,6 +87,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "login_ip_rate_limit": "10000/minute",
         "redis_url": "",
         "celery_broker_url": "",
+        # Tests drive the engine themselves; no background scheduler touches their data.
+        "embedded_worker": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

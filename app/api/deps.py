@@ -14,6 +14,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.errors import AuthenticationFailed, PermissionDenied
 from app.models import User
+from app.monitoring.fetch import MonitoringRuntime
 from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
@@ -103,3 +104,11 @@ async def get_current_admin(user: CurrentUser) -> User:
 
 
 CurrentAdmin = Annotated[User, Depends(get_current_admin, scope="function")]
+
+
+def get_monitoring_runtime(request: Request) -> MonitoringRuntime:
+    runtime: MonitoringRuntime = request.app.state.monitoring_runtime
+    return runtime
+
+
+MonitoringDep = Annotated[MonitoringRuntime, Depends(get_monitoring_runtime)]

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, MonitoringDep, SessionDep
 from app.schemas.common import Page, PageParams
 from app.schemas.listings import ListingFilters, ListingPage, ListingQuery
-from app.schemas.searches import SearchCreate, SearchOut, SearchUpdate
+from app.schemas.searches import CheckResult, SearchCreate, SearchOut, SearchUpdate
 from app.services import listings, searches
 
 router = APIRouter(prefix="/searches", tags=["searches"])
@@ -113,8 +113,7 @@ async def resume_search(search_id: uuid.UUID, session: SessionDep, user: Current
 
 @router.post(
     "/{search_id}/check",
-    response_model=SearchOut,
-    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CheckResult,
     responses={
         **_AUTH,
         **_NOT_FOUND,
@@ -122,10 +121,12 @@ async def resume_search(search_id: uuid.UUID, session: SessionDep, user: Current
         429: {"description": "Daily manual checks used up; see Retry-After"},
     },
 )
-async def check_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
-    """Check the search as soon as possible (within the plan's daily allowance)."""
-    search = await searches.request_check(session, search_id, owner=user)
-    return SearchOut.model_validate(search)
+async def check_search(
+    search_id: uuid.UUID, session: SessionDep, user: CurrentUser, runtime: MonitoringDep
+) -> CheckResult:
+    """Check the search now (within the plan's daily allowance) and report what was found."""
+    search, report = await searches.check_now(session, runtime, search_id, owner=user)
+    return CheckResult.from_report(SearchOut.model_validate(search), report)
 
 
 @router.get(

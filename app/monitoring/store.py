@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -282,3 +282,15 @@ def _alert_values(
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+async def delete_stale_listings(session: AsyncSession, *, seen_before: datetime) -> int:
+    """Delete listings last seen before the cut-off that no user saved; their matches go too.
+
+    Flushes, never commits. Returns how many listings were deleted.
+    """
+    saved = select(SearchMatch.listing_id).where(SearchMatch.is_saved.is_(True))
+    result = await session.execute(
+        delete(ListingRow).where(ListingRow.last_seen_at < seen_before, ListingRow.id.not_in(saved))
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +19,9 @@ from pydantic import (
 
 from app.models.enums import AlertChannel, Marketplace
 from app.schemas.common import InputModel, OutputModel
+
+if TYPE_CHECKING:
+    from app.monitoring.cycle import CycleReport
 
 MAX_PRICE = Decimal(1_000_000_000)
 _CENT = Decimal("0.01")
@@ -200,3 +203,28 @@ class SearchOut(OutputModel):
     @property
     def status(self) -> Literal["active", "paused"]:
         return "active" if self.is_active else "paused"
+
+
+class CheckResult(OutputModel):
+    """What a "check now" found."""
+
+    search: SearchOut
+    # False when another worker was checking this search at that moment.
+    checked: bool
+    upstream_calls: int
+    listings_fetched: int
+    matches_new: int
+    alerts_created: int
+    errors: list[str]
+
+    @classmethod
+    def from_report(cls, search: SearchOut, report: CycleReport) -> CheckResult:
+        return cls(
+            search=search,
+            checked=report.searches > 0,
+            upstream_calls=report.upstream_calls,
+            listings_fetched=report.listings_fetched,
+            matches_new=report.matches_new,
+            alerts_created=report.alerts_created,
+            errors=report.errors,
+        )

@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 import time
 
-import redis.asyncio as redis
 from limits import parse
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 
 from app.errors import TooManyRequests
+from app.ratelimit import SharedLimiter
 
 
 class AuthThrottle:
@@ -18,26 +16,14 @@ class AuthThrottle:
 
     def __init__(self, storage_url: str, *, ip_limit: str, account_failure_limit: str) -> None:
         """`storage_url` is a `limits` storage URI: memory://, redis://, rediss://, ..."""
-        url = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
-        options: dict[str, object] = {}
-        self._redis_pool: redis.ConnectionPool | None = None
-        if url.startswith("async+redis"):
-            # limits' async Redis storage defaults to coredis; redis-py is the client we ship.
-            options["implementation"] = "redispy"
-            if url.startswith(("async+redis://", "async+rediss://")):
-                # Our own pool, so that aclose() can release its connections.
-                self._redis_pool = redis.ConnectionPool.from_url(url.removeprefix("async+"))
-                options["connection_pool"] = self._redis_pool
-        # `connection_pool` is a documented option; the options' annotation leaves it out.
-        storage = storage_from_string(url, **options)  # type: ignore[arg-type]
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._shared = SharedLimiter(storage_url)
+        self._limiter = self._shared.limiter
         self._ip_limit = parse(ip_limit)
         self._failure_limit = parse(account_failure_limit)
 
     async def aclose(self) -> None:
         """Release the storage's connections; call once on shutdown."""
-        if self._redis_pool is not None:
-            await self._redis_pool.disconnect()
+        await self._shared.aclose()
 
     async def hit_ip(self, ip: str, action: str) -> None:
         """Count one request from this IP; raise TooManyRequests over the limit."""

@@ -20,6 +20,9 @@ from app.db import utcnow
 from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from app.models import ApiUsage, Search, User
 from app.models.enums import AlertChannel, Plan
+from app.monitoring import cycle
+from app.monitoring.cycle import CycleReport
+from app.monitoring.fetch import MonitoringRuntime
 from app.schemas.searches import SearchCreate, SearchCriteria, SearchUpdate
 from app.services import plans
 
@@ -183,6 +186,23 @@ async def request_check(
     search.next_check_at = now
     await session.flush()
     return search
+
+
+async def check_now(
+    session: AsyncSession, runtime: MonitoringRuntime, search_id: uuid.UUID, *, owner: User
+) -> tuple[Search, CycleReport]:
+    """Run one check of the search at once and report what it found.
+
+    Commits the allowance count before checking: the check runs in its own transactions
+    (like any scheduled check) and must see the search free of this request's locks.
+    Raises what `request_check` raises.
+    """
+    await request_check(session, search_id, owner=owner)
+    await session.commit()
+    report = await cycle.check_searches_now(runtime, [search_id])
+    search = await get(session, search_id, owner_id=owner.id)
+    await session.refresh(search)
+    return search, report
 
 
 async def _apply(

@@ -685,16 +685,35 @@ async def test_resume_is_refused_for_a_search_over_the_plan_after_a_downgrade(
 # --- check now ------------------------------------------------------------------------
 
 
-async def test_check_now_makes_the_search_due_and_answers_202(
+async def test_check_now_runs_the_check_and_reports_what_it_found(
     client: httpx.AsyncClient, headers: dict[str, str], session: AsyncSession
 ) -> None:
-    created = await create(client, headers)
-    await mark_checked(session, created["id"])
-    before = utcnow()
+    created = await create(client, headers, marketplaces=["demo"])
     response = await client.post(f"{URL}{created['id']}/check", headers=headers)
-    assert response.status_code == 202, response.text
-    assert before.isoformat() <= response.json()["next_check_at"].replace("Z", "+00:00")
-    assert response.json()["last_checked_at"] is not None
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["checked"] is True
+    assert result["upstream_calls"] == 1
+    assert result["listings_fetched"] > 0
+    assert result["matches_new"] > 0
+    # The first check records what is listed without alerting.
+    assert result["alerts_created"] == 0
+    assert result["errors"] == []
+    assert result["search"]["last_checked_at"] is not None
+    assert result["search"]["next_check_at"] > result["search"]["last_checked_at"]
+    listed = await client.get(f"{URL}{created['id']}/listings", headers=headers)
+    assert listed.json()["total"] == result["matches_new"]
+
+
+async def test_check_now_on_an_unavailable_marketplace_records_the_error(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    created = await create(client, headers, marketplaces=["facebook"])
+    response = await client.post(f"{URL}{created['id']}/check", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["errors"] == ["facebook: not available on this server"]
+    assert response.json()["search"]["last_error"] == "facebook: not available on this server"
+    assert response.json()["search"]["consecutive_failures"] == 1
 
 
 async def test_check_now_on_a_paused_search_is_a_conflict_and_not_counted(
@@ -714,7 +733,7 @@ async def test_manual_checks_are_capped_per_utc_day_with_retry_after(
     limit = plans.limits_for(Plan.FREE).manual_checks_per_day
     search = await make_search(session, owner=user)
     for _ in range(limit):
-        assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 202
+        assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 200
     refused = await client.post(f"{URL}{search.id}/check", headers=headers)
     assert refused.status_code == 429
     assert refused.json()["code"] == "rate_limited"
@@ -735,7 +754,7 @@ async def test_yesterdays_manual_checks_do_not_count_today(
     session.add(ApiUsage(user_id=user.id, day=utcnow().date(), kind="test_alert", count=99))
     await session.commit()
     search = await make_search(session, owner=user)
-    assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 202
+    assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 200
 
 
 async def test_another_users_checks_do_not_use_up_the_owners_allowance(
@@ -750,7 +769,7 @@ async def test_another_users_checks_do_not_use_up_the_owners_allowance(
     session.add(ApiUsage(user_id=other_user.id, day=today, kind="manual_check", count=limit))
     await session.commit()
     search = await make_search(session, owner=user)
-    assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 202
+    assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 200
 
 
 # --- ownership ------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""One scheduling cycle run in-process: claim due searches, group them, check each group.
+
+The embedded runner and `POST /searches/{id}/check` use this; Celery does the same in two
+steps (a beat task claims and groups, one task per group checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.db import utcnow
+from app.monitoring import scheduler
+from app.monitoring.fetch import GroupOutcome, MonitoringRuntime, check_group, record_failure
+
+
+@dataclass
+class CycleReport:
+    searches: int = 0
+    groups: int = 0
+    outcomes: list[GroupOutcome] = field(default_factory=list)
+
+    @property
+    def upstream_calls(self) -> int:
+        return sum(o.upstream_calls for o in self.outcomes)
+
+    @property
+    def matches_new(self) -> int:
+        return sum(o.stored.matches_new for o in self.outcomes)
+
+    @property
+    def alerts_created(self) -> int:
+        return sum(o.stored.alerts_created for o in self.outcomes)
+
+    @property
+    def listings_fetched(self) -> int:
+        return sum(o.listings_fetched for o in self.outcomes)
+
+    @property
+    def errors(self) -> list[str]:
+        return [o.error for o in self.outcomes if o.error]
+
+
+async def run_cycle(
+    runtime: MonitoringRuntime, *, now: datetime | None = None, concurrency: int = 20
+) -> CycleReport:
+    """Check every due search once; groups run concurrently, at most `concurrency` at a time."""
+    now = now or utcnow()
+    async with runtime.session_factory() as session:
+        due = await scheduler.claim_due_searches(session, now=now)
+    return await _check(runtime, due, concurrency)
+
+
+async def check_searches_now(
+    runtime: MonitoringRuntime, search_ids: Sequence[uuid.UUID], *, concurrency: int = 4
+) -> CycleReport:
+    """Check these searches at once, due or not (a search another worker is claiming right
+    now is skipped: that check is already under way)."""
+    async with runtime.session_factory() as session:
+        due = await scheduler.claim_due_searches(session, now=utcnow(), only_ids=search_ids)
+    return await _check(runtime, due, concurrency)
+
+
+async def _check(
+    runtime: MonitoringRuntime, due: Sequence[scheduler.DueSearch], concurrency: int
+) -> CycleReport:
+    capabilities = {name: adapter.capabilities for name, adapter in runtime.adapters.items()}
+    unavailable = await _record_unavailable(
+        runtime, scheduler.unavailable_marketplaces(due, capabilities)
+    )
+    groups = scheduler.group_by_query(due, capabilities)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded(group: scheduler.CheckGroup) -> GroupOutcome:
+        async with gate:
+            return await check_group(runtime, group)
+
+    outcomes = await asyncio.gather(*(bounded(group) for group in groups))
+    return CycleReport(searches=len(due), groups=len(groups), outcomes=[*unavailable, *outcomes])
+
+
+async def _record_unavailable(
+    runtime: MonitoringRuntime, missing: dict[str, list[uuid.UUID]]
+) -> list[GroupOutcome]:
+    """Searches on marketplaces this server has no adapter for get an error, not silence."""
+    errors = {name: f"{name}: not available on this server" for name in missing}
+    if errors:
+        async with runtime.session_factory() as session:
+            for name, error in errors.items():
+                await record_failure(session, missing[name], error, utcnow())
+            await session.commit()
+    return [GroupOutcome(marketplace=name, error=error) for name, error in errors.items()]

@@ -1,0 +1,191 @@
+"""One group -> one upstream call (through cache, rate limit and circuit breaker) -> stored.
+
+`check_group` is what a Celery task and the embedded runner both call for a group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from limits import RateLimitItemPerMinute
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import utcnow
+from app.marketplaces.base import Listing, MarketplaceAdapter, MarketplaceError, Query, RateLimited
+from app.models import Search
+from app.monitoring import scheduler
+from app.monitoring.cache import ResponseCache
+from app.monitoring.matching import build_matcher
+from app.monitoring.store import SearchToStore, StoreResult, store_fetch
+from app.ratelimit import SharedLimiter
+
+logger = logging.getLogger(__name__)
+
+MAX_RATE_WAIT_S = 10.0
+FAILURE_BACKOFF_CAP = timedelta(hours=1)
+
+
+class CircuitOpen(MarketplaceError):
+    """The marketplace failed repeatedly; calls are skipped until the cool-down ends."""
+
+
+@dataclass
+class CircuitBreaker:
+    """Per-process breaker: after `threshold` consecutive failures, skip calls for `cooldown_s`."""
+
+    threshold: int = 5
+    cooldown_s: float = 60.0
+    failures: int = 0
+    opened_at: float | None = None
+
+    def before_call(self) -> None:
+        if self.opened_at is not None and time.monotonic() - self.opened_at < self.cooldown_s:
+            raise CircuitOpen("marketplace temporarily skipped after repeated failures")
+
+    def record(self, *, ok: bool) -> None:
+        if ok:
+            self.failures, self.opened_at = 0, None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+class UpstreamRateLimiter:
+    """A shared per-marketplace budget (memory:// in one process, redis:// across workers)."""
+
+    def __init__(self, storage_url: str) -> None:
+        self._shared = SharedLimiter(storage_url)
+        self._limiter = self._shared.limiter
+
+    async def aclose(self) -> None:
+        await self._shared.aclose()
+
+    async def acquire(self, marketplace: str, per_minute: int) -> None:
+        """Wait for a slot (bounded); raise RateLimited when none comes in time."""
+        item = RateLimitItemPerMinute(per_minute)
+        deadline = time.monotonic() + MAX_RATE_WAIT_S
+        while not await self._limiter.hit(item, "upstream", marketplace):
+            stats = await self._limiter.get_window_stats(item, "upstream", marketplace)
+            wait_s = max(0.05, stats.reset_time - time.time())
+            if time.monotonic() + wait_s > deadline:
+                raise RateLimited(f"{marketplace} rate budget spent", retry_after_s=wait_s)
+            await asyncio.sleep(wait_s)
+
+
+@dataclass
+class MonitoringRuntime:
+    """What checking needs, built once per process (a worker process or the embedded app)."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+    adapters: dict[str, MarketplaceAdapter]
+    cache: ResponseCache
+    limiter: UpstreamRateLimiter
+    http_client: httpx.AsyncClient
+    cache_ttl_s: float = 30.0
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+
+@dataclass
+class GroupOutcome:
+    marketplace: str
+    upstream_calls: int = 0
+    listings_fetched: int = 0
+    error: str | None = None
+    stored: StoreResult = field(default_factory=StoreResult)
+
+
+async def fetch_group(
+    runtime: MonitoringRuntime, marketplace: str, query: Query
+) -> tuple[list[Listing], bool]:
+    """The listings for a query and whether an upstream call was made (False = cache hit)."""
+    key = f"{marketplace}:{query!r}"
+    cached = await runtime.cache.get(key)
+    if cached is not None:
+        return cached, False
+    adapter = runtime.adapters[marketplace]
+    breaker = runtime.breakers.setdefault(marketplace, CircuitBreaker())
+    breaker.before_call()
+    await runtime.limiter.acquire(marketplace, adapter.capabilities.requests_per_minute)
+    try:
+        listings = await adapter.search(query)
+    except MarketplaceError:
+        breaker.record(ok=False)
+        raise
+    breaker.record(ok=True)
+    await runtime.cache.set(key, listings, runtime.cache_ttl_s)
+    return listings, True
+
+
+async def check_group(
+    runtime: MonitoringRuntime, group: scheduler.CheckGroup, *, now: datetime | None = None
+) -> GroupOutcome:
+    """Fetch a group's query once, store and match for every search in it, record the outcome
+    on each search. A failure is recorded on the group's searches and never raised."""
+    outcome = GroupOutcome(marketplace=group.marketplace)
+    try:
+        listings, called = await fetch_group(runtime, group.marketplace, group.query)
+    except MarketplaceError as exc:
+        outcome.error = f"{group.marketplace}: {exc}"
+        logger.warning("check of %s failed: %s", group.marketplace, exc)
+        async with runtime.session_factory() as session:
+            await record_failure(session, group.search_ids, outcome.error, now or utcnow())
+            await session.commit()
+        return outcome
+    outcome.upstream_calls = int(called)
+    outcome.listings_fetched = len(listings)
+    now = now or utcnow()
+    adapter = runtime.adapters[group.marketplace]
+    async with runtime.session_factory() as session:
+        searches = await _active_searches(session, group.search_ids)
+        to_store = [
+            SearchToStore(
+                id=s.id,
+                owner_id=s.owner_id,
+                matcher=build_matcher(
+                    s.criteria,
+                    currency=s.criteria.get("currency") or adapter.currency_for(group.query),
+                ),
+                alert_channels=tuple(s.alert_channels),
+                is_silent=s.id in group.first_check_ids and not s.alert_on_first_check,
+                alert_on_price_drop=s.alert_on_price_drop,
+            )
+            for s in searches
+        ]
+        outcome.stored = await store_fetch(session, group.marketplace, listings, to_store, now=now)
+        for search in searches:
+            search.last_checked_at = now
+            search.last_error = None
+            search.consecutive_failures = 0
+            search.next_check_at = scheduler.next_check_at(now, search.check_frequency_minutes)
+        await session.commit()
+    return outcome
+
+
+async def _active_searches(session: AsyncSession, ids: Sequence[object]) -> list[Search]:
+    # A search paused or deleted since it was claimed is simply left out.
+    result = await session.scalars(
+        select(Search).where(Search.id.in_(ids), Search.is_active.is_(True))
+    )
+    return list(result.all())
+
+
+async def record_failure(
+    session: AsyncSession, ids: Sequence[object], error: str, now: datetime
+) -> None:
+    """Record a failed check on the searches and back them off. Flushes, never commits."""
+    for search in await _active_searches(session, ids):
+        search.last_error = error[:2000]
+        search.consecutive_failures += 1
+        # Back off a failing search: its frequency times the failures, capped.
+        delay = timedelta(minutes=search.check_frequency_minutes) * search.consecutive_failures
+        search.next_check_at = now + min(
+            delay, max(FAILURE_BACKOFF_CAP, timedelta(minutes=search.check_frequency_minutes))
+        )

@@ -1,0 +1,149 @@
+"""Due searches -> claimed -> grouped by identical upstream query, so each group is fetched once."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.marketplaces.base import Capabilities, Query
+from app.models import Search, User
+
+# A claimed search is not due again until the lease runs out: if the worker checking it
+# dies, a later cycle picks it up instead of losing it.
+CLAIM_LEASE = timedelta(minutes=3)
+JITTER_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class DueSearch:
+    id: uuid.UUID
+    marketplaces: tuple[str, ...]
+    criteria: Mapping[str, Any]
+    is_first_check: bool
+
+
+@dataclass(frozen=True)
+class CheckGroup:
+    """Searches that share one upstream query on one marketplace."""
+
+    marketplace: str
+    query: Query
+    search_ids: tuple[uuid.UUID, ...]
+    # Searches on their first check store what is listed without alerting.
+    first_check_ids: frozenset[uuid.UUID] = frozenset()
+
+
+async def claim_due_searches(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int = 10_000,
+    only_ids: Sequence[uuid.UUID] | None = None,
+) -> list[DueSearch]:
+    """Claim active searches of active users that are due, oldest first, and lease them.
+    With `only_ids`, claim exactly those (if active), due or not: a "check now".
+
+    Concurrent schedulers never claim the same search (FOR UPDATE SKIP LOCKED on
+    PostgreSQL; SQLite runs a single scheduler). Commits the claim before returning.
+    """
+    statement = (
+        select(Search.id, Search.marketplaces, Search.criteria, Search.last_checked_at)
+        .join(User, User.id == Search.owner_id)
+        .where(Search.is_active.is_(True), User.is_active.is_(True))
+        .order_by(Search.next_check_at)
+        .limit(limit)
+    )
+    if only_ids is None:
+        statement = statement.where(Search.next_check_at <= now)
+    else:
+        statement = statement.where(Search.id.in_(only_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(of=Search, skip_locked=True)
+    rows = (await session.execute(statement)).all()
+    if rows:
+        await session.execute(
+            update(Search)
+            .where(Search.id.in_([row.id for row in rows]))
+            .values(next_check_at=now + CLAIM_LEASE)
+        )
+    await session.commit()
+    return [
+        DueSearch(
+            id=row.id,
+            marketplaces=tuple(row.marketplaces),
+            criteria=row.criteria,
+            is_first_check=row.last_checked_at is None,
+        )
+        for row in rows
+    ]
+
+
+def unavailable_marketplaces(
+    due: Sequence[DueSearch], capabilities: Mapping[str, Capabilities]
+) -> dict[str, list[uuid.UUID]]:
+    """Marketplace -> the due searches on it, for marketplaces this server cannot check."""
+    missing: dict[str, list[uuid.UUID]] = {}
+    for search in due:
+        for marketplace in search.marketplaces:
+            if marketplace not in capabilities:
+                missing.setdefault(marketplace, []).append(search.id)
+    return missing
+
+
+def group_by_query(
+    due: Sequence[DueSearch], capabilities: Mapping[str, Capabilities]
+) -> list[CheckGroup]:
+    """One group per (marketplace, upstream query); marketplaces without an adapter are left
+    out (see `unavailable_marketplaces`)."""
+    members: dict[tuple[str, Query], list[DueSearch]] = {}
+    for search in due:
+        for marketplace in search.marketplaces:
+            if marketplace in capabilities:
+                query = upstream_query(search.criteria, capabilities[marketplace])
+                members.setdefault((marketplace, query), []).append(search)
+    return [
+        CheckGroup(
+            marketplace=marketplace,
+            query=query,
+            search_ids=tuple(s.id for s in searches),
+            first_check_ids=frozenset(s.id for s in searches if s.is_first_check),
+        )
+        for (marketplace, query), searches in members.items()
+    ]
+
+
+def upstream_query(criteria: Mapping[str, Any], capabilities: Capabilities) -> Query:
+    """The query sent upstream: only what the marketplace filters server-side, normalised so
+    that equivalent searches produce equal queries. Everything is re-checked locally."""
+    keywords = tuple(sorted({k.strip().casefold() for k in criteria.get("keywords", ())}))
+    prices = capabilities.price_filter
+    return Query(
+        keywords=keywords,
+        min_price=_decimal(criteria.get("min_price")) if prices else None,
+        max_price=_decimal(criteria.get("max_price")) if prices else None,
+        currency=(criteria.get("currency") or None) if prices else None,
+        location=(criteria.get("location") or "").strip().casefold() or None
+        if capabilities.location_filter
+        else None,
+        radius_km=criteria.get("radius_km") if capabilities.location_filter else None,
+        condition=criteria.get("condition") if capabilities.condition_filter else None,
+        category=criteria.get("category"),
+    )
+
+
+def next_check_at(now: datetime, frequency_minutes: int) -> datetime:
+    """Now plus the frequency, with a little jitter so equal searches spread out over time."""
+    period = timedelta(minutes=frequency_minutes)
+    return now + period * (1 - JITTER_FRACTION * random.random())
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

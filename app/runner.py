@@ -1,0 +1,88 @@
+"""Embedded mode: the scheduler loop inside the API process (SQLite, no broker).
+
+It calls the same functions as the Celery tasks: `cycle.run_cycle` every tick and the
+listing cleanup once an hour. Stops cleanly with the app (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+from app.db import utcnow
+from app.monitoring import cycle, store
+from app.monitoring.fetch import MonitoringRuntime
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_INTERVAL_S = 3600.0
+STOP_TIMEOUT_S = 20.0
+
+
+class EmbeddedRunner:
+    def __init__(
+        self, runtime: MonitoringRuntime, *, tick_s: float, retention: timedelta, concurrency: int
+    ) -> None:
+        self._runtime = runtime
+        self._tick_s = tick_s
+        self._retention = retention
+        self._concurrency = concurrency
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_cleanup = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="embedded-scheduler")
+
+    def wake(self) -> None:
+        """Run the next cycle now rather than at the next tick."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Let the current cycle finish (bounded), then end the loop."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._task, STOP_TIMEOUT_S)
+        except TimeoutError:
+            # Claimed searches are leased, so a cut-off cycle is simply redone later.
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._run_once()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._tick_s)
+
+    async def _run_once(self) -> None:
+        # One bad cycle (a database hiccup) must not end the loop for good.
+        try:
+            report = await cycle.run_cycle(self._runtime, concurrency=self._concurrency)
+            if report.searches:
+                logger.info(
+                    "checked %d searches in %d groups: %d upstream calls, %d new matches",
+                    report.searches,
+                    report.groups,
+                    report.upstream_calls,
+                    report.matches_new,
+                )
+            if time.monotonic() - self._last_cleanup >= CLEANUP_INTERVAL_S:
+                self._last_cleanup = time.monotonic()
+                async with self._runtime.session_factory() as session:
+                    deleted = await store.delete_stale_listings(
+                        session, seen_before=utcnow() - self._retention
+                    )
+                    await session.commit()
+                if deleted:
+                    logger.info("deleted %d stale listings", deleted)
+        except Exception:
+            logger.exception("embedded scheduler cycle failed")

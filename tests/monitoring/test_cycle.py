@@ -1,0 +1,215 @@
+"""Scheduling cycles: claim, group by upstream query, fetch once per group, store, record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.marketplaces.base import Capabilities, Listing, MarketplaceError, Query
+from app.marketplaces.demo import DemoAdapter
+from app.models import Alert, Plan, Search, SearchMatch, User
+from app.models import Listing as ListingRow
+from app.monitoring import cycle, scheduler, store
+from app.monitoring.cache import MemoryCache
+from app.monitoring.fetch import MonitoringRuntime, UpstreamRateLimiter
+from tests.factories import make_listing, make_match, make_search, make_user
+
+
+class CountingAdapter:
+    """A stand-in marketplace that records every query it is asked."""
+
+    name = "demo"
+    capabilities = Capabilities(price_filter=True, requests_per_minute=10_000)
+
+    def __init__(self, fail_for: set[str] | None = None) -> None:
+        self.queries: list[Query] = []
+        self.fail_for = fail_for or set()
+
+    def is_configured(self) -> bool:
+        return True
+
+    def currency_for(self, query: Query) -> str:
+        return "GBP"
+
+    async def search(self, query: Query) -> list[Listing]:
+        self.queries.append(query)
+        if set(query.keywords) & self.fail_for:
+            raise MarketplaceError("upstream said 500")
+        return [
+            Listing(
+                marketplace="demo",
+                external_id=f"{query.keywords[0]}-{n}",
+                title=f"{query.keywords[0]} number {n}",
+                url=f"https://example.com/{n}",
+                price=Decimal("10"),
+                currency="GBP",
+            )
+            for n in range(3)
+        ]
+
+
+def runtime_for(app: FastAPI, adapter: object, *, cache_ttl_s: float = 0.0) -> MonitoringRuntime:
+    return MonitoringRuntime(
+        session_factory=app.state.session_factory,
+        adapters={"demo": adapter},  # type: ignore[dict-item]
+        cache=MemoryCache(),
+        limiter=UpstreamRateLimiter("memory://"),
+        http_client=app.state.monitoring_runtime.http_client,
+        cache_ttl_s=cache_ttl_s,
+    )
+
+
+async def test_fifty_searches_over_five_queries_cost_five_upstream_calls(
+    app: FastAPI, session: AsyncSession
+) -> None:
+    adapter = CountingAdapter()
+    owners = [await make_user(session, email=f"u{n}@example.com") for n in range(10)]
+    for n in range(50):
+        await make_search(
+            session,
+            owner=owners[n % 10],
+            keywords=[f"query{n % 5}"],
+            marketplaces=["demo"],
+        )
+    report = await cycle.run_cycle(runtime_for(app, adapter))
+    assert report.searches == 50
+    assert report.groups == 5
+    assert report.upstream_calls == 5
+    assert sorted(q.keywords[0] for q in adapter.queries) == [f"query{n}" for n in range(5)]
+    # Every search got its 3 matches, silently: these were first checks.
+    assert await session.scalar(select(func.count()).select_from(SearchMatch)) == 150
+    assert await session.scalar(select(func.count()).select_from(Alert)) == 0
+
+
+async def test_equivalent_criteria_share_one_query(app: FastAPI, session: AsyncSession) -> None:
+    adapter = CountingAdapter()
+    owner = await make_user(session, email="a@example.com", plan=Plan.BUSINESS)
+    for keywords in (["PS5", "xbox"], ["xbox ", "ps5"]):
+        await make_search(session, owner=owner, keywords=keywords, marketplaces=["demo"])
+    report = await cycle.run_cycle(runtime_for(app, adapter))
+    assert report.upstream_calls == 1
+
+
+async def test_only_due_active_searches_of_active_users_are_claimed(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    inactive = await make_user(session, email="gone@example.com", is_active=False)
+    due = await make_search(session, owner=user, marketplaces=["demo"])
+    await make_search(session, owner=user, marketplaces=["demo"], is_active=False)
+    await make_search(session, owner=inactive, marketplaces=["demo"])
+    later = await make_search(session, owner=user, marketplaces=["demo"])
+    await session.execute(
+        update(Search)
+        .where(Search.id == later.id)
+        .values(next_check_at=utcnow() + timedelta(minutes=5))
+    )
+    await session.commit()
+
+    claimed = await scheduler.claim_due_searches(session, now=utcnow())
+    assert [s.id for s in claimed] == [due.id]
+    # The claim leases the search: a second scheduler finds nothing to do.
+    assert await scheduler.claim_due_searches(session, now=utcnow()) == []
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_concurrent_schedulers_never_claim_the_same_search(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    for n in range(40):
+        await make_search(session, owner=user, keywords=[f"k{n}"], marketplaces=["demo"])
+
+    async def claim() -> list[scheduler.DueSearch]:
+        async with app.state.session_factory() as own_session:
+            return await scheduler.claim_due_searches(own_session, now=utcnow(), limit=15)
+
+    batches = await asyncio.gather(*(claim() for _ in range(4)))
+    ids = [s.id for batch in batches for s in batch]
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_a_failing_query_is_recorded_and_does_not_stop_the_others(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    adapter = CountingAdapter(fail_for={"bad"})
+    bad = await make_search(session, owner=user, keywords=["bad"], marketplaces=["demo"])
+    good = await make_search(session, owner=user, keywords=["good"], marketplaces=["demo"])
+    report = await cycle.run_cycle(runtime_for(app, adapter))
+    assert report.errors == ["demo: upstream said 500"]
+    await session.refresh(bad)
+    await session.refresh(good)
+    bad_row, good_row = bad, good
+    assert (bad_row.last_error, bad_row.consecutive_failures) == ("demo: upstream said 500", 1)
+    assert bad_row.last_checked_at is None
+    assert bad_row.next_check_at is not None
+    assert bad_row.next_check_at > utcnow()
+    assert (good_row.last_error, good_row.consecutive_failures) == (None, 0)
+    assert good_row.last_checked_at is not None
+
+
+async def test_recent_responses_are_reused_within_the_cache_ttl(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    adapter = CountingAdapter()
+    runtime = runtime_for(app, adapter, cache_ttl_s=60)
+    await make_search(session, owner=user, keywords=["same"], marketplaces=["demo"])
+    await cycle.run_cycle(runtime)
+    other = await make_user(session, email="second@example.com")
+    await make_search(session, owner=other, keywords=["same"], marketplaces=["demo"])
+    report = await cycle.run_cycle(runtime)
+    assert report.searches == 1
+    assert report.upstream_calls == 0
+    assert len(adapter.queries) == 1
+
+
+async def test_second_check_alerts_only_listings_new_since_the_first(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    clock = [1_000_000.0]
+    adapter = DemoAdapter(interval_s=60, clock=lambda: clock[0])
+    runtime = runtime_for(app, adapter)
+    search = await make_search(
+        session, owner=user, keywords=["Lego"], marketplaces=["demo"], check_frequency_minutes=1
+    )
+    await session.execute(
+        update(Search).where(Search.id == search.id).values(criteria={"keywords": ["Lego"]})
+    )
+    await session.commit()
+    first = await cycle.run_cycle(runtime)
+    assert first.matches_new == DemoAdapter.capabilities.page_size
+    assert first.alerts_created == 0
+
+    clock[0] += 180  # three new listings appear
+    await session.execute(
+        update(Search).where(Search.id == search.id).values(next_check_at=utcnow())
+    )
+    await session.commit()
+    second = await cycle.run_cycle(runtime)
+    assert second.matches_new == 3
+    kinds = Counter((await session.scalars(select(Alert.kind))).all())
+    assert kinds["new_listing"] == 3  # one channel (email) per new match
+
+
+async def test_cleanup_deletes_stale_listings_nobody_saved(
+    session: AsyncSession, user: User
+) -> None:
+    long_ago = utcnow() - timedelta(days=60)
+    search = await make_search(session, owner=user)
+    stale = await make_listing(session, external_id="old", first_seen_at=long_ago)
+    kept = await make_listing(session, external_id="saved", first_seen_at=long_ago)
+    fresh = await make_listing(session, external_id="new")
+    await make_match(session, search=search, listing=stale)
+    await make_match(session, search=search, listing=kept, is_saved=True)
+
+    deleted = await store.delete_stale_listings(session, seen_before=utcnow() - timedelta(days=30))
+    await session.commit()
+    assert deleted == 1
+    remaining = set((await session.scalars(select(ListingRow.id))).all())
+    assert remaining == {kept.id, fresh.id}
