@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     ebay_app_id: str = ""
     ebay_cert_id: SecretStr = SecretStr("")
     ebay_dev_id: str = ""
+    # Empty base URLs follow the environment: https://api.ebay.com or https://api.sandbox.ebay.com.
+    ebay_environment: Literal["production", "sandbox"] = "production"
+    ebay_api_base_url: str = ""
+    ebay_oauth_base_url: str = ""
+    ebay_max_pages: int = Field(default=2, ge=1, le=50)
+    ebay_page_size: int = Field(default=50, ge=1, le=200)
+    ebay_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # ISO country for searches whose location names none (eBay site, currency, delivery).
+    default_country: str = Field(default="GB", pattern=r"^[A-Za-z]{2}$")
 
     # --- alert providers ---
     sendgrid_api_key: SecretStr = SecretStr("")
@@ -76,9 +85,11 @@ class Settings(BaseSettings):
     # configured, off when Celery workers do the work.
     embedded_worker: bool | None = None
     embedded_tick_s: float = Field(default=5.0, gt=0, le=300)
+    # Seconds between two beat ticks that claim due searches (distributed mode).
+    scheduler_tick_s: float = Field(default=10.0, ge=1, le=300)
     demo_marketplace_enabled: bool = True
     demo_listing_interval_s: float = Field(default=45.0, gt=0)
-    fetch_cache_ttl_s: float = Field(default=30.0, ge=0, le=3600)
+    fetch_cache_ttl_s: float = Field(default=10.0, ge=0, le=3600)
     check_concurrency: int = Field(default=20, ge=1, le=200)
 
     # --- outbound URLs ---

@@ -12,6 +12,7 @@ import httpx
 from app.config import Settings
 from app.marketplaces.base import MarketplaceAdapter
 from app.marketplaces.demo import DemoAdapter
+from app.marketplaces.ebay import EbayAdapter
 
 # A factory returns None when the marketplace is switched off in the settings.
 AdapterFactory = Callable[[httpx.AsyncClient, Settings], MarketplaceAdapter | None]
@@ -25,6 +26,7 @@ def _demo(_client: httpx.AsyncClient, settings: Settings) -> MarketplaceAdapter 
 
 ADAPTERS: dict[str, AdapterFactory] = {
     "demo": _demo,
+    "ebay": EbayAdapter.from_settings,
 }
 
 

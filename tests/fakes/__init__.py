@@ -1,0 +1,1 @@
+"""Fake external services on 127.0.0.1 that speak the real wire formats."""
