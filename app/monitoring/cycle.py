@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.db import utcnow
+from app.marketplaces.base import Capabilities
 from app.monitoring import scheduler
 from app.monitoring.fetch import GroupOutcome, MonitoringRuntime, check_group, record_failure
 
@@ -54,6 +55,18 @@ async def run_cycle(
     return await _check(runtime, due, concurrency)
 
 
+async def claim_and_group(
+    runtime: MonitoringRuntime, *, now: datetime | None = None
+) -> list[scheduler.CheckGroup]:
+    """The scheduler's half of a distributed cycle: claim due searches, record those on
+    unavailable marketplaces, and return the groups for workers to check."""
+    async with runtime.session_factory() as session:
+        due = await scheduler.claim_due_searches(session, now=now or utcnow())
+    capabilities = _usable_capabilities(runtime)
+    await _record_unavailable(runtime, scheduler.unavailable_marketplaces(due, capabilities))
+    return scheduler.group_by_query(due, capabilities)
+
+
 async def check_searches_now(
     runtime: MonitoringRuntime, search_ids: Sequence[uuid.UUID], *, concurrency: int = 4
 ) -> CycleReport:
@@ -67,7 +80,7 @@ async def check_searches_now(
 async def _check(
     runtime: MonitoringRuntime, due: Sequence[scheduler.DueSearch], concurrency: int
 ) -> CycleReport:
-    capabilities = {name: adapter.capabilities for name, adapter in runtime.adapters.items()}
+    capabilities = _usable_capabilities(runtime)
     unavailable = await _record_unavailable(
         runtime, scheduler.unavailable_marketplaces(due, capabilities)
     )
@@ -82,11 +95,25 @@ async def _check(
     return CycleReport(searches=len(due), groups=len(groups), outcomes=[*unavailable, *outcomes])
 
 
+def _usable_capabilities(runtime: MonitoringRuntime) -> dict[str, Capabilities]:
+    # An adapter without its credentials is never called: it could only fail upstream.
+    return {
+        name: adapter.capabilities
+        for name, adapter in runtime.adapters.items()
+        if adapter.is_configured()
+    }
+
+
 async def _record_unavailable(
     runtime: MonitoringRuntime, missing: dict[str, list[uuid.UUID]]
 ) -> list[GroupOutcome]:
-    """Searches on marketplaces this server has no adapter for get an error, not silence."""
-    errors = {name: f"{name}: not available on this server" for name in missing}
+    """Searches on marketplaces this server cannot check get an error, not silence."""
+    errors = {
+        name: f"{name}: not configured on this server"
+        if name in runtime.adapters
+        else f"{name}: not available on this server"
+        for name in missing
+    }
     if errors:
         async with runtime.session_factory() as session:
             for name, error in errors.items():

@@ -89,7 +89,7 @@ class MonitoringRuntime:
     cache: ResponseCache
     limiter: UpstreamRateLimiter
     http_client: httpx.AsyncClient
-    cache_ttl_s: float = 30.0
+    cache_ttl_s: float = 10.0
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
 
@@ -120,7 +120,8 @@ async def fetch_group(
         breaker.record(ok=False)
         raise
     breaker.record(ok=True)
-    await runtime.cache.set(key, listings, runtime.cache_ttl_s)
+    if runtime.cache_ttl_s > 0:
+        await runtime.cache.set(key, listings, runtime.cache_ttl_s)
     return listings, True
 
 

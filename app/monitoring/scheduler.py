@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -147,3 +147,33 @@ def next_check_at(now: datetime, frequency_minutes: int) -> datetime:
 
 def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
+
+
+def group_to_payload(group: CheckGroup) -> dict[str, Any]:
+    """A JSON-safe form of a group, for a task message."""
+    query = asdict(group.query)
+    for key in ("min_price", "max_price"):
+        if query[key] is not None:
+            query[key] = str(query[key])
+    query["keywords"] = list(query["keywords"])
+    query["exclude_keywords"] = list(query["exclude_keywords"])
+    return {
+        "marketplace": group.marketplace,
+        "query": query,
+        "search_ids": [str(i) for i in group.search_ids],
+        "first_check_ids": sorted(str(i) for i in group.first_check_ids),
+    }
+
+
+def group_from_payload(payload: Mapping[str, Any]) -> CheckGroup:
+    query = dict(payload["query"])
+    query["keywords"] = tuple(query["keywords"])
+    query["exclude_keywords"] = tuple(query["exclude_keywords"])
+    query["min_price"] = _decimal(query["min_price"])
+    query["max_price"] = _decimal(query["max_price"])
+    return CheckGroup(
+        marketplace=payload["marketplace"],
+        query=Query(**query),
+        search_ids=tuple(uuid.UUID(i) for i in payload["search_ids"]),
+        first_check_ids=frozenset(uuid.UUID(i) for i in payload["first_check_ids"]),
+    )

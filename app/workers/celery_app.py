@@ -23,7 +23,7 @@ ALERTS_QUEUE = "alerts"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 
 # Task modules, listed explicitly so a worker registers exactly these and nothing by accident.
-TASK_MODULES: list[str] = []
+TASK_MODULES: list[str] = ["app.workers.monitoring_tasks"]
 
 # Hard time limit (90 s) < outbox lease (120 s) < visibility timeout (900 s): a task killed
 # for running too long is recovered by its lease before Redis would hand the message out again.
@@ -31,6 +31,7 @@ VISIBILITY_TIMEOUT_S = 900
 SOFT_TIME_LIMIT_S = 60
 HARD_TIME_LIMIT_S = 90
 BEAT_MAX_LOOP_INTERVAL_S = 30
+CLEANUP_INTERVAL_S = 60 * 60
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -67,6 +68,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "result_expires": 24 * 60 * 60,
+        "beat_schedule": {
+            # Frequent ticks keep time-to-alert close to each search's own frequency; a tick
+            # with nothing due costs one indexed query.
+            "check-all-active-searches": {
+                "task": "monitoring.check_all_active_searches",
+                "schedule": settings.scheduler_tick_s,
+                "options": {"expires": settings.scheduler_tick_s * 2},
+            },
+            "cleanup-old-listings": {
+                "task": "monitoring.cleanup_old_listings",
+                "schedule": CLEANUP_INTERVAL_S,
+            },
+        },
     }
 
 

@@ -213,3 +213,17 @@ async def test_cleanup_deletes_stale_listings_nobody_saved(
     assert deleted == 1
     remaining = set((await session.scalars(select(ListingRow.id))).all())
     assert remaining == {kept.id, fresh.id}
+
+
+async def test_a_marketplace_without_credentials_is_never_called(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    # The app's own runtime: eBay is registered but has no EBAY_APP_ID / EBAY_CERT_ID here.
+    runtime = app.state.monitoring_runtime
+    assert not runtime.adapters["ebay"].is_configured()
+    search = await make_search(session, owner=user, marketplaces=["ebay"])
+    report = await cycle.run_cycle(runtime)
+    assert report.upstream_calls == 0
+    assert report.errors == ["ebay: not configured on this server"]
+    await session.refresh(search)
+    assert search.last_error == "ebay: not configured on this server"

@@ -1,0 +1,69 @@
+"""Monitoring tasks: thin wrappers over app.monitoring, run on the worker's loop."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import redis
+
+from app.config import get_settings
+from app.db import utcnow
+from app.monitoring import cycle, fetch, scheduler, store
+from app.workers.celery_app import celery_app
+from app.workers.worker_loop import run_on_worker_loop, worker_runtime
+
+
+@celery_app.task(name="monitoring.check_all_active_searches")
+def check_all_active_searches() -> int:
+    """Claim the due searches and enqueue one check per upstream query; returns the groups.
+
+    Several beat processes may send this at once: only the first in each tick does the work
+    (a Redis lock), and the claim itself never hands a search out twice anyway.
+    """
+    settings = get_settings()
+    if not _first_in_tick(settings.broker_url, settings.scheduler_tick_s):
+        return 0
+    groups = run_on_worker_loop(cycle.claim_and_group(worker_runtime()))
+    for group in groups:
+        check_search_group.delay(scheduler.group_to_payload(group))
+    return len(groups)
+
+
+@celery_app.task(name="monitoring.check_search_group")
+def check_search_group(payload: dict[str, Any]) -> int:
+    """Check one group of searches sharing an upstream query; returns new matches.
+
+    Safe to run twice: listings, matches and alerts are all written idempotently.
+    """
+    group = scheduler.group_from_payload(payload)
+    outcome = run_on_worker_loop(fetch.check_group(worker_runtime(), group))
+    return outcome.stored.matches_new
+
+
+@celery_app.task(name="monitoring.cleanup_old_listings")
+def cleanup_old_listings() -> int:
+    """Delete listings nobody saved that were last seen before the retention period."""
+    return run_on_worker_loop(_cleanup(get_settings().listing_retention_days))
+
+
+async def _cleanup(retention_days: int) -> int:
+    async with worker_runtime().session_factory() as session:
+        deleted = await store.delete_stale_listings(
+            session, seen_before=utcnow() - timedelta(days=retention_days)
+        )
+        await session.commit()
+    return deleted
+
+
+def _first_in_tick(broker_url: str, tick_s: float) -> bool:
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return True
+    slot = int(utcnow().timestamp() // tick_s)
+    client = redis.Redis.from_url(broker_url)
+    try:
+        return bool(
+            client.set(f"marketmon:beat:check_all:{slot}", "1", nx=True, px=int(tick_s * 2000))
+        )
+    finally:
+        client.close()
