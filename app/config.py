@@ -6,7 +6,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "insecure-development-key-change-me-before-production"
@@ -68,9 +68,28 @@ class Settings(BaseSettings):
 
     # --- alert providers ---
     sendgrid_api_key: SecretStr = SecretStr("")
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    # smtp://user:pass@host:587 (STARTTLS when offered) or smtps://...:465 (TLS); used when
+    # no SendGrid key is set.
+    smtp_url: SecretStr = SecretStr("")
+    email_from_address: str = "alerts@localhost"
+    email_from_name: str = "Marketplace Monitor"
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
     twilio_from_number: str = ""
+    twilio_base_url: str = "https://api.twilio.com"
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
+
+    # --- alert delivery ---
+    # Seconds before attempt 1, 2, ... (Standard Webhooks schedule); its length is the
+    # number of attempts before an alert is given up as failed.
+    alert_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+    )
+    # A claimed alert returns to the queue when its worker has not finished within this.
+    alert_lease_s: float = Field(default=120.0, ge=10, le=3600)
+    # A digest lists at most this many listings, then "and N more".
+    alert_digest_max_listings: int = Field(default=10, ge=1, le=100)
 
     # --- billing ---
     stripe_secret_key: SecretStr = SecretStr("")
@@ -93,8 +112,12 @@ class Settings(BaseSettings):
     check_concurrency: int = Field(default=20, ge=1, le=200)
 
     # --- outbound URLs ---
-    # Tests only: lets user URLs point at fake servers on 127.0.0.1 (any port).
-    ssrf_allow_loopback: bool = False
+    # Tests and local development only: lets user URLs point at 127.0.0.1 (any port).
+    # ALLOW_PRIVATE_WEBHOOK_URLS is accepted as another name for it.
+    ssrf_allow_loopback: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("ssrf_allow_loopback", "allow_private_webhook_urls"),
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,120 @@
+"""What every alert channel takes and returns: plain data, no database.
+
+A channel turns one `AlertMessage` for one `Recipient` into one provider call and reports a
+`DeliveryResult`: delivered, retry later (429, 5xx, timeout), permanent (other 4xx, bad
+address), or gone (410: the endpoint asked never to be called again).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ListingInfo:
+    title: str
+    url: str
+    marketplace: str
+    price: str | None = None  # a decimal string, e.g. "349.99"
+    currency: str | None = None
+    previous_price: str | None = None  # set on price drops
+    image_url: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One message to one user on one channel; it may carry several listings (a digest)."""
+
+    alert_id: uuid.UUID  # the outbox row: Message-ID, webhook-id (msg_<id>), idempotency
+    idempotency_key: str
+    kind: str  # new_listing | price_drop | digest | test | system
+    subject: str
+    listings: tuple[ListingInfo, ...] = ()
+    more_count: int = 0  # listings left out of a digest: "and K more"
+    search_id: uuid.UUID | None = None
+    search_name: str | None = None
+    manage_url: str | None = None  # where the user manages the search
+    text: str | None = None  # the body of test and system messages
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: uuid.UUID
+    email: str
+    full_name: str | None = None
+    phone_number: str | None = None
+    webhook_url: str | None = None
+    # Every secret currently valid; during a rotation both sign each message.
+    webhook_secrets: tuple[str, ...] = ()
+    apprise_urls: tuple[str, ...] = field(default_factory=tuple)
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: DeliveryStatus
+    provider_message_id: str | None = None
+    # Short and safe to show the user: a status and a reason, never a raw provider body.
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    @classmethod
+    def delivered(cls, provider_message_id: str | None = None) -> DeliveryResult:
+        return cls(DeliveryStatus.DELIVERED, provider_message_id=provider_message_id)
+
+    @classmethod
+    def retry(cls, error: str, *, retry_after_s: float | None = None) -> DeliveryResult:
+        return cls(DeliveryStatus.RETRY, error=error, retry_after_s=retry_after_s)
+
+    @classmethod
+    def permanent(cls, error: str) -> DeliveryResult:
+        return cls(DeliveryStatus.PERMANENT, error=error)
+
+    @classmethod
+    def gone(cls, error: str) -> DeliveryResult:
+        return cls(DeliveryStatus.GONE, error=error)
+
+
+class AlertChannelSender(Protocol):
+    name: str
+
+    def is_configured(self) -> bool:
+        """Whether the server has what this channel needs (API keys, SMTP URL, ...)."""
+        ...
+
+    def can_reach(self, recipient: Recipient) -> bool:
+        """Whether the recipient has set this channel up (a phone number, a URL, ...)."""
+        ...
+
+    async def send(self, recipient: Recipient, message: AlertMessage) -> DeliveryResult:
+        """Deliver once. Never raises for provider or network failures: reports them."""
+        ...
+
+
+def parse_retry_after(value: str | None, *, cap_s: float = 24 * 3600) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), capped; None if absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap_s)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), cap_s)
