@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     # Seconds before attempt 1, 2, ... (Standard Webhooks schedule); its length is the
     # number of attempts before an alert is given up as failed.
     alert_retry_schedule_s: list[float] = Field(
-        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        min_length=1,
     )
     # A claimed alert returns to the queue when its worker has not finished within this.
     alert_lease_s: float = Field(default=120.0, ge=10, le=3600)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import db
-from app.api import auth, health, listings, marketplaces, searches, templates, users
+from app.api import alerts, auth, health, listings, marketplaces, searches, templates, users
 from app.config import Settings, get_settings
 from app.errors import (
     AuthenticationFailed,
@@ -30,7 +30,12 @@ from app.errors import (
 )
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.runner import EmbeddedRunner
-from app.runtime import build_monitoring_runtime, close_monitoring_runtime
+from app.runtime import (
+    build_delivery_runtime,
+    build_monitoring_runtime,
+    close_delivery_runtime,
+    close_monitoring_runtime,
+)
 from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import TokenPolicy, TokenSigner
@@ -78,10 +83,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await template_service.load_builtin_templates(session)
         runtime = build_monitoring_runtime(settings, app.state.session_factory)
         app.state.monitoring_runtime = runtime
+        # Resolved through app.state at call time, so tests can swap the resolver.
+        delivery_runtime = build_delivery_runtime(
+            settings,
+            app.state.session_factory,
+            resolve=lambda host: app.state.resolve_host(host),
+        )
+        app.state.delivery_runtime = delivery_runtime
         runner: EmbeddedRunner | None = None
         if settings.runs_embedded_worker:
             runner = EmbeddedRunner(
                 runtime,
+                delivery_runtime,
                 tick_s=settings.embedded_tick_s,
                 retention=timedelta(days=settings.listing_retention_days),
                 concurrency=settings.check_concurrency,
@@ -91,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if runner is not None:
             await runner.stop()
         await close_monitoring_runtime(runtime)
+        await close_delivery_runtime(delivery_runtime)
         await app.state.throttle.aclose()
         await engine.dispose()
 
@@ -123,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.resolve_host = ssrf.system_resolver
 
     app.include_router(health.router)
-    for module in (auth, users, searches, listings, templates, marketplaces):
+    for module in (auth, users, searches, listings, templates, marketplaces, alerts):
         app.include_router(module.router, prefix=API_PREFIX)
 
     app.add_exception_handler(DomainError, _on_domain_error)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Embedded mode: the scheduler loop inside the API process (SQLite, no broker).
 
-It calls the same functions as the Celery tasks: `cycle.run_cycle` every tick and the
-listing cleanup once an hour. Stops cleanly with the app (Ctrl-C, SIGTERM).
+It calls the same functions as the Celery tasks: `cycle.run_cycle` and
+`delivery.deliver_due` every tick, the listing cleanup once an hour. Stops cleanly with the
+app (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import time
 from datetime import timedelta
 
+from app.alerts import delivery
+from app.alerts.delivery import DeliveryRuntime
 from app.db import utcnow
 from app.monitoring import cycle, store
 from app.monitoring.fetch import MonitoringRuntime
@@ -19,14 +22,22 @@ from app.monitoring.fetch import MonitoringRuntime
 logger = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL_S = 3600.0
+DELIVERY_BATCH = 100
 STOP_TIMEOUT_S = 20.0
 
 
 class EmbeddedRunner:
     def __init__(
-        self, runtime: MonitoringRuntime, *, tick_s: float, retention: timedelta, concurrency: int
+        self,
+        runtime: MonitoringRuntime,
+        delivery_runtime: DeliveryRuntime,
+        *,
+        tick_s: float,
+        retention: timedelta,
+        concurrency: int,
     ) -> None:
         self._runtime = runtime
+        self._delivery = delivery_runtime
         self._tick_s = tick_s
         self._retention = retention
         self._concurrency = concurrency
@@ -63,6 +74,13 @@ class EmbeddedRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._tick_s)
 
+    async def _deliver_due(self) -> None:
+        # A full batch means more may be waiting: keep going until the outbox is drained.
+        while not self._stopping.is_set():
+            report = await delivery.deliver_due(self._delivery, limit=DELIVERY_BATCH)
+            if report.claimed < DELIVERY_BATCH:
+                return
+
     async def _run_once(self) -> None:
         # One bad cycle (a database hiccup) must not end the loop for good.
         try:
@@ -75,6 +93,7 @@ class EmbeddedRunner:
                     report.upstream_calls,
                     report.matches_new,
                 )
+            await self._deliver_due()
             if time.monotonic() - self._last_cleanup >= CLEANUP_INTERVAL_S:
                 self._last_cleanup = time.monotonic()
                 async with self._runtime.session_factory() as session:

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts.delivery import DeliveryRuntime
 from app.config import Settings
 from app.db import session_scope
 from app.errors import AuthenticationFailed, PermissionDenied
@@ -112,3 +113,11 @@ def get_monitoring_runtime(request: Request) -> MonitoringRuntime:
 
 
 MonitoringDep = Annotated[MonitoringRuntime, Depends(get_monitoring_runtime)]
+
+
+def get_delivery_runtime(request: Request) -> DeliveryRuntime:
+    runtime: DeliveryRuntime = request.app.state.delivery_runtime
+    return runtime
+
+
+DeliveryDep = Annotated[DeliveryRuntime, Depends(get_delivery_runtime)]

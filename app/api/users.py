@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from app.api.deps import CurrentUser, SessionDep, URLPolicyDep
+from app.api.deps import CurrentUser, DeliveryDep, SessionDep, URLPolicyDep
+from app.models import AlertStatus
+from app.schemas.alerts import AlertOut, TestAlertIn, TestAlertResult
 from app.schemas.users import UserLimits, UserOut, UserStats, UserUpdate, UserUpdated
-from app.services import users
+from app.services import alerts, users
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -62,3 +64,21 @@ async def read_my_stats(session: SessionDep, user: CurrentUser) -> UserStats:
 async def read_my_limits(session: SessionDep, user: CurrentUser) -> UserLimits:
     """Your plan's limits, your current usage and what is left."""
     return await users.limits(session, user)
+
+
+@router.post(
+    "/me/test-alert",
+    response_model=TestAlertResult,
+    responses={
+        **_AUTH,
+        422: {"description": "Unknown channel"},
+        429: {"description": "Daily test alerts used up; see Retry-After"},
+    },
+)
+async def send_test_alert(
+    body: TestAlertIn, session: SessionDep, user: CurrentUser, delivery: DeliveryDep
+) -> TestAlertResult:
+    """Send a test message on one channel now and report how its delivery went."""
+    alert = await alerts.send_test_alert(session, delivery, owner=user, channel=body.channel.value)
+    out = AlertOut.model_validate(alert)
+    return TestAlertResult(delivered=out.status == AlertStatus.SENT.value, alert=out)

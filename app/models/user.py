@@ -29,6 +29,13 @@ class User(Base):
     phone_number: Mapped[str | None] = mapped_column(String(20))
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # During a rotation the previous secret keeps signing too, until it expires.
+    webhook_previous_secret: Mapped[str | None] = mapped_column(String(128))
+    webhook_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Deliveries to the webhook have failed since this moment (None = last one worked).
+    webhook_failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the endpoint answered 410 or failed for days; cleared by saving a URL again.
+    webhook_disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     apprise_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
     quiet_hours_start: Mapped[time | None] = mapped_column(Time)
     quiet_hours_end: Mapped[time | None] = mapped_column(Time)

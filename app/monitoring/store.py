@@ -8,6 +8,7 @@ an alert once per idempotency key, however many workers store the same results a
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import dialect_insert
 from app.marketplaces.base import Listing
-from app.models import Alert, AlertKind, ListingPrice, SearchMatch
+from app.models import Alert, AlertChannel, AlertKind, AlertStatus, ListingPrice, SearchMatch
 from app.models import Listing as ListingRow
 from app.monitoring.matching import Matcher
 
@@ -112,7 +113,7 @@ async def _upsert_batch(
             )
         )
     }
-    insert = _insert_for(session)
+    insert = dialect_insert(session)
     statement = insert(ListingRow).values(
         [_listing_values(item, marketplace, now) for item in batch]
     )
@@ -156,7 +157,7 @@ async def _record_matches(
     now: datetime,
     result: StoreResult,
 ) -> None:
-    insert = _insert_for(session)
+    insert = dialect_insert(session)
     statement = (
         insert(SearchMatch)
         .values(
@@ -181,21 +182,28 @@ async def _record_matches(
     result.matches_new += len(new_matches)
     result.new_match_ids.extend(new_matches.values())
 
+    channels = _channels(search)
     alerts: list[dict[str, Any]] = []
-    if not search.is_silent:
-        alerts += [
-            _alert_values(search, s, channel, AlertKind.NEW_LISTING, new_matches[s.id], now)
-            for s in matched
-            if s.id in new_matches
-            for channel in search.alert_channels
-        ]
+    fresh = [s for s in matched if s.id in new_matches]
+    if fresh and not search.is_silent:
+        if len(fresh) == 1:
+            only = fresh[0]
+            alerts += [
+                _alert_values(
+                    search, only, channel, AlertKind.NEW_LISTING, new_matches[only.id], now
+                )
+                for channel in channels
+            ]
+        else:
+            # Several new listings from one check: one digest per channel, not a flood.
+            alerts += [_digest_values(search, fresh, channel, now) for channel in channels]
     if search.alert_on_price_drop:
         dropped = [s for s in matched if s.price_dropped and s.id not in new_matches]
         match_ids = await _match_ids(session, search.id, [s.id for s in dropped])
         alerts += [
             _alert_values(search, s, channel, AlertKind.PRICE_DROP, match_ids.get(s.id), now)
             for s in dropped
-            for channel in search.alert_channels
+            for channel in channels
         ]
     if alerts:
         created = await session.execute(
@@ -222,11 +230,6 @@ async def _match_ids(
     return {row.listing_id: row.id for row in rows}
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite >= 3.35)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _listing_values(item: Listing, marketplace: str, now: datetime) -> dict[str, Any]:
     return {
         "id": uuid.uuid4(),
@@ -248,6 +251,56 @@ def _listing_values(item: Listing, marketplace: str, now: datetime) -> dict[str,
     }
 
 
+def _channels(search: SearchToStore) -> tuple[str, ...]:
+    """The search's channels plus the in-app feed, which every alert lands in."""
+    chosen = tuple(dict.fromkeys(search.alert_channels))
+    return chosen if AlertChannel.IN_APP.value in chosen else (*chosen, AlertChannel.IN_APP.value)
+
+
+def _listing_payload(stored: StoredListing) -> dict[str, Any]:
+    item = stored.listing
+    return {
+        "listing_id": str(stored.id),
+        "marketplace": item.marketplace,
+        "title": item.title,
+        "price": None if item.price is None else str(item.price),
+        "previous_price": None if stored.previous_price is None else str(stored.previous_price),
+        "currency": item.currency,
+        "url": item.url,
+        "image_url": item.image_url,
+        "location": item.location,
+    }
+
+
+def _digest_values(
+    search: SearchToStore, fresh: Sequence[StoredListing], channel: str, now: datetime
+) -> dict[str, Any]:
+    # The same new listings always make the same key, so a re-run check adds no second digest.
+    listing_ids = sorted(str(s.id) for s in fresh)
+    digest = hashlib.sha256(",".join(listing_ids).encode()).hexdigest()[:24]
+    return {
+        **_outbox_defaults(now),
+        "user_id": search.owner_id,
+        "search_id": search.id,
+        "match_id": None,
+        "listing_id": None,
+        "channel": channel,
+        "kind": AlertKind.DIGEST.value,
+        "idempotency_key": f"digest:{search.id}:{digest}:{channel}",
+        "payload": {"listings": [_listing_payload(s) for s in fresh]},
+    }
+
+
+def _outbox_defaults(now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "status": AlertStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 def _alert_values(
     search: SearchToStore,
     stored: StoredListing,
@@ -256,11 +309,10 @@ def _alert_values(
     match_id: uuid.UUID | None,
     now: datetime,
 ) -> dict[str, Any]:
-    item = stored.listing
     # A price drop alerts once per new price; a new listing once ever.
-    suffix = f":{item.price}" if kind is AlertKind.PRICE_DROP else ""
+    suffix = f":{stored.listing.price}" if kind is AlertKind.PRICE_DROP else ""
     return {
-        "id": uuid.uuid4(),
+        **_outbox_defaults(now),
         "user_id": search.owner_id,
         "search_id": search.id,
         "match_id": match_id,
@@ -268,19 +320,7 @@ def _alert_values(
         "channel": channel,
         "kind": kind.value,
         "idempotency_key": f"{kind.value}:{search.id}:{stored.id}:{channel}{suffix}",
-        "payload": {
-            "title": item.title,
-            "price": None if item.price is None else str(item.price),
-            "previous_price": None if stored.previous_price is None else str(stored.previous_price),
-            "currency": item.currency,
-            "url": item.url,
-            "image_url": item.image_url,
-            "location": item.location,
-        },
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
+        "payload": _listing_payload(stored),
     }
 
 

@@ -5,28 +5,25 @@ Every function flushes and never commits. Another user's search is reported as N
 
 from __future__ import annotations
 
-import math
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
-from app.models import ApiUsage, Search, User
+from app.errors import Conflict, InvalidInput, NotFound
+from app.models import Search, User
 from app.models.enums import AlertChannel, Plan
 from app.monitoring import cycle
 from app.monitoring.cycle import CycleReport
 from app.monitoring.fetch import MonitoringRuntime
 from app.schemas.searches import SearchCreate, SearchCriteria, SearchUpdate
-from app.services import plans
+from app.services import plans, usage
 
-MANUAL_CHECK = "manual_check"
 PAUSED_BY_OWNER = "Paused by the owner"
 
 # Changing what a search looks for makes its next check a fresh first check (no alerts
@@ -175,14 +172,15 @@ async def request_check(
         raise Conflict("This search is paused; resume it before asking for a check")
     now = now or utcnow()
     limit = plans.limits_for(owner.plan).manual_checks_per_day
-    used = await _count_usage(session, owner.id, MANUAL_CHECK, now)
-    if used > limit:
-        # The request's rollback also undoes this attempt's increment.
-        raise TooManyRequests(
-            f"The {Plan(owner.plan).name} plan allows {limit} manual checks per day; "
-            "try again after midnight UTC",
-            retry_after_s=_seconds_to_next_utc_day(now),
-        )
+    await usage.use_daily_allowance(
+        session,
+        owner.id,
+        usage.MANUAL_CHECK,
+        limit=limit,
+        refusal=f"The {Plan(owner.plan).name} plan allows {limit} manual checks per day; "
+        "try again after midnight UTC",
+        now=now,
+    )
     search.next_check_at = now
     await session.flush()
     return search
@@ -319,27 +317,3 @@ async def _lock_owner(session: AsyncSession, owner_id: uuid.UUID) -> None:
         .values(updated_at=User.updated_at)
         .execution_options(synchronize_session=False)
     )
-
-
-async def _count_usage(session: AsyncSession, user_id: uuid.UUID, kind: str, now: datetime) -> int:
-    """Add one to today's (UTC) counter of `kind` and return the new count, atomically."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(ApiUsage)
-        .values(
-            id=uuid.uuid4(), user_id=user_id, day=now.astimezone(UTC).date(), kind=kind, count=1
-        )
-        .on_conflict_do_update(
-            index_elements=[ApiUsage.user_id, ApiUsage.day, ApiUsage.kind],
-            set_={"count": ApiUsage.count + 1},
-        )
-        .returning(ApiUsage.count)
-    )
-    count: int = (await session.execute(statement)).scalar_one()
-    return count
-
-
-def _seconds_to_next_utc_day(now: datetime) -> int:
-    today = now.astimezone(UTC).date()
-    midnight = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
-    return max(1, math.ceil((midnight - now).total_seconds()))

@@ -23,7 +23,7 @@ ALERTS_QUEUE = "alerts"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 
 # Task modules, listed explicitly so a worker registers exactly these and nothing by accident.
-TASK_MODULES: list[str] = ["app.workers.monitoring_tasks"]
+TASK_MODULES: list[str] = ["app.workers.monitoring_tasks", "app.workers.alert_tasks"]
 
 # Hard time limit (90 s) < outbox lease (120 s) < visibility timeout (900 s): a task killed
 # for running too long is recovered by its lease before Redis would hand the message out again.
@@ -32,6 +32,7 @@ SOFT_TIME_LIMIT_S = 60
 HARD_TIME_LIMIT_S = 90
 BEAT_MAX_LOOP_INTERVAL_S = 30
 CLEANUP_INTERVAL_S = 60 * 60
+OUTBOX_SWEEP_INTERVAL_S = 30
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -75,6 +76,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "monitoring.check_all_active_searches",
                 "schedule": settings.scheduler_tick_s,
                 "options": {"expires": settings.scheduler_tick_s * 2},
+            },
+            "sweep-alert-outbox": {
+                "task": "alerts.sweep_outbox",
+                "schedule": OUTBOX_SWEEP_INTERVAL_S,
+                "options": {"expires": OUTBOX_SWEEP_INTERVAL_S},
             },
             "cleanup-old-listings": {
                 "task": "monitoring.cleanup_old_listings",

@@ -10,6 +10,7 @@ import redis
 from app.config import get_settings
 from app.db import utcnow
 from app.monitoring import cycle, fetch, scheduler, store
+from app.workers import alert_tasks
 from app.workers.celery_app import celery_app
 from app.workers.worker_loop import run_on_worker_loop, worker_runtime
 
@@ -38,6 +39,8 @@ def check_search_group(payload: dict[str, Any]) -> int:
     """
     group = scheduler.group_from_payload(payload)
     outcome = run_on_worker_loop(fetch.check_group(worker_runtime(), group))
+    if outcome.stored.alerts_created:
+        alert_tasks.deliver_due.delay()
     return outcome.stored.matches_new
 
 

@@ -16,15 +16,22 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
+from app.alerts.delivery import DeliveryRuntime
 from app.config import get_settings
 from app.monitoring.fetch import MonitoringRuntime
-from app.runtime import build_monitoring_runtime, close_monitoring_runtime
+from app.runtime import (
+    build_delivery_runtime,
+    build_monitoring_runtime,
+    close_delivery_runtime,
+    close_monitoring_runtime,
+)
 
 ResultT = TypeVar("ResultT")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _engine: AsyncEngine | None = None
 _runtime: MonitoringRuntime | None = None
+_delivery: DeliveryRuntime | None = None
 
 
 def run_on_worker_loop(coroutine: Coroutine[Any, Any, ResultT]) -> ResultT:
@@ -43,6 +50,16 @@ def worker_runtime() -> MonitoringRuntime:
     return _runtime
 
 
+def worker_delivery_runtime() -> DeliveryRuntime:
+    """This process's alert delivery runtime (channels, retry policy, its worker id)."""
+    global _delivery
+    if _delivery is None:
+        worker_runtime()  # shares the engine and session factory
+        assert _runtime is not None
+        _delivery = build_delivery_runtime(get_settings(), _runtime.session_factory)
+    return _delivery
+
+
 def _worker_loop() -> asyncio.AbstractEventLoop:
     global _loop
     if _loop is None or _loop.is_closed():
@@ -54,19 +71,21 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
 @worker_process_init.connect
 def _on_process_init(**_kwargs: Any) -> None:
     # Whatever the parent built before the fork is not ours to use.
-    global _loop, _engine, _runtime
-    _loop, _engine, _runtime = None, None, None
+    global _loop, _engine, _runtime, _delivery
+    _loop, _engine, _runtime, _delivery = None, None, None, None
     _worker_loop()
 
 
 @worker_process_shutdown.connect
 def _on_process_shutdown(**_kwargs: Any) -> None:
-    global _loop, _engine, _runtime
+    global _loop, _engine, _runtime, _delivery
     if _loop is None or _loop.is_closed():
         return
+    if _delivery is not None:
+        _loop.run_until_complete(close_delivery_runtime(_delivery))
     if _runtime is not None:
         _loop.run_until_complete(close_monitoring_runtime(_runtime))
     if _engine is not None:
         _loop.run_until_complete(_engine.dispose())
     _loop.close()
-    _loop, _engine, _runtime = None, None, None
+    _loop, _engine, _runtime, _delivery = None, None, None, None

@@ -213,17 +213,20 @@ async def test_ebay_search_flows_through_beat_and_worker_exactly_once(
     )
     await session.commit()
 
-    async def two_alerts() -> bool:
-        return await count(session, Alert) >= 2
+    async def four_alerts() -> bool:
+        return await count(session, Alert) >= 4
 
-    await wait_for(two_alerts, celery_processes, tmp_path)
+    await wait_for(four_alerts, celery_processes, tmp_path)
     await asyncio.sleep(3)  # more ticks: nothing is added twice
     assert await count(session, SearchMatch) == 2
     session.expire_all()
     alerts = (await session.execute(select(Alert.kind, Alert.channel, Alert.payload))).all()
+    # Each on the chosen channel and in the in-app feed.
     assert sorted((a.kind, a.channel) for a in alerts) == [
         ("new_listing", "email"),
+        ("new_listing", "in_app"),
         ("price_drop", "email"),
+        ("price_drop", "in_app"),
     ]
     drop = next(a for a in alerts if a.kind == "price_drop")
     assert (drop.payload["previous_price"], drop.payload["price"]) == ("300.00", "280.00")

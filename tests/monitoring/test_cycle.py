@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
@@ -193,8 +192,11 @@ async def test_second_check_alerts_only_listings_new_since_the_first(
     await session.commit()
     second = await cycle.run_cycle(runtime)
     assert second.matches_new == 3
-    kinds = Counter((await session.scalars(select(Alert.kind))).all())
-    assert kinds["new_listing"] == 3  # one channel (email) per new match
+    digests = (await session.scalars(select(Alert).where(Alert.kind == "digest"))).all()
+    # One digest per channel (email, and the in-app feed every alert lands in).
+    assert sorted(a.channel for a in digests) == ["email", "in_app"]
+    assert all(len(a.payload["listings"]) == 3 for a in digests)
+    assert await session.scalar(select(func.count()).select_from(Alert)) == 2
 
 
 async def test_cleanup_deletes_stale_listings_nobody_saved(

@@ -1,0 +1,243 @@
+"""Deliver due outbox rows: claim, build the message, send through its channel, finish.
+
+`deliver_due` is what the `alerts` Celery task, the embedded runner and the test-alert
+endpoint all call. No database connection is held while a provider is being called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.alerts import outbox
+from app.alerts.channels.base import (
+    AlertChannelSender,
+    AlertMessage,
+    DeliveryResult,
+    DeliveryStatus,
+    ListingInfo,
+    Recipient,
+)
+from app.alerts.quiet_hours import quiet_until
+from app.db import utcnow
+from app.models import Alert, AlertChannel, AlertKind, Search, User
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_DISABLE_AFTER = timedelta(days=5)
+
+
+@dataclass
+class DeliveryRuntime:
+    """What delivering needs, built once per process."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+    channels: Mapping[str, AlertChannelSender]
+    http_client: httpx.AsyncClient
+    policy: outbox.RetryPolicy
+    lease: timedelta
+    worker_id: str
+    public_base_url: str
+    digest_max_listings: int = 10
+    # Below the lease, so a slow provider cannot outlive the claim.
+    send_timeout_s: float = 60.0
+    concurrency: int = 20
+
+
+@dataclass
+class DeliveryReport:
+    claimed: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+async def deliver_due(
+    runtime: DeliveryRuntime,
+    *,
+    limit: int = 100,
+    only_ids: Sequence[uuid.UUID] | None = None,
+    now: datetime | None = None,
+) -> DeliveryReport:
+    """Claim up to `limit` due alerts and deliver them, `concurrency` at a time."""
+    async with runtime.session_factory() as session:
+        claimed = await outbox.claim_due(
+            session,
+            worker_id=runtime.worker_id,
+            now=now or utcnow(),
+            lease=runtime.lease,
+            limit=limit,
+            only_ids=only_ids,
+        )
+    gate = asyncio.Semaphore(runtime.concurrency)
+
+    async def bounded(alert_id: uuid.UUID) -> str:
+        async with gate:
+            return await _deliver_one(runtime, alert_id)
+
+    results = await asyncio.gather(*(bounded(alert_id) for alert_id in claimed))
+    return DeliveryReport(claimed=len(claimed), outcomes=Counter(results))
+
+
+async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
+    now = utcnow()
+    async with runtime.session_factory() as session:
+        alert = await session.get(Alert, alert_id)
+        user = await session.get(User, alert.user_id) if alert else None
+        if alert is None or user is None:
+            return "vanished"
+        until = quiet_until(
+            now, start=user.quiet_hours_start, end=user.quiet_hours_end, timezone=user.timezone
+        )
+        if until is not None and alert.channel != AlertChannel.IN_APP.value:
+            await outbox.defer(session, alert_id, worker_id=runtime.worker_id, until=until)
+            await session.commit()
+            return "deferred"
+        search = await session.get(Search, alert.search_id) if alert.search_id else None
+        channel_name = alert.channel
+        message = build_message(alert, search, runtime)
+        recipient = recipient_for(user, now)
+    # The session is closed: no connection is held while the provider answers.
+    result = await _send(channel_name, recipient, message, runtime)
+
+    async with runtime.session_factory() as session:
+        status = await outbox.finish(
+            session,
+            alert_id,
+            worker_id=runtime.worker_id,
+            result=result,
+            policy=runtime.policy,
+            now=utcnow(),
+        )
+        if status is not None and channel_name == AlertChannel.WEBHOOK.value:
+            await _track_webhook_health(session, recipient.user_id, result, utcnow())
+        await session.commit()
+    if status is None:
+        logger.warning("alert %s was taken over by another worker before it finished", alert_id)
+    return status or "lost_lease"
+
+
+async def _send(
+    channel_name: str, recipient: Recipient, message: AlertMessage, runtime: DeliveryRuntime
+) -> DeliveryResult:
+    channel = runtime.channels.get(channel_name)
+    if channel is None:
+        return DeliveryResult.permanent(f"{channel_name} is not available on this server")
+    if not channel.is_configured():
+        return DeliveryResult.permanent(f"{channel.name} is not configured on this server")
+    if not channel.can_reach(recipient):
+        return DeliveryResult.permanent(f"{channel.name} is not set up in your settings")
+    try:
+        return await asyncio.wait_for(channel.send(recipient, message), runtime.send_timeout_s)
+    except TimeoutError:
+        return DeliveryResult.retry(f"timed out after {runtime.send_timeout_s:.0f} s")
+
+
+def recipient_for(user: User, now: datetime) -> Recipient:
+    secrets = [user.webhook_secret] if user.webhook_secret else []
+    if (
+        user.webhook_previous_secret
+        and user.webhook_previous_secret_expires_at
+        and user.webhook_previous_secret_expires_at > now
+    ):
+        secrets.append(user.webhook_previous_secret)
+    return Recipient(
+        user_id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        phone_number=user.phone_number,
+        webhook_url=None if user.webhook_disabled_at else user.webhook_url,
+        webhook_secrets=tuple(secrets),
+        apprise_urls=tuple(user.apprise_urls or ()),
+    )
+
+
+def build_message(alert: Alert, search: Search | None, runtime: DeliveryRuntime) -> AlertMessage:
+    """The message for an outbox row, from what the row recorded when it was written."""
+    payload: dict[str, Any] = alert.payload or {}
+    listings = [_listing(item) for item in payload.get("listings", [])]
+    if not listings and payload.get("title"):
+        listings = [_listing(payload)]
+    shown = listings[: runtime.digest_max_listings]
+    search_name = search.name if search else None
+    return AlertMessage(
+        alert_id=alert.id,
+        idempotency_key=alert.idempotency_key,
+        kind=alert.kind,
+        subject=_subject(alert.kind, listings, search_name, payload),
+        listings=tuple(shown),
+        more_count=len(listings) - len(shown),
+        search_id=alert.search_id,
+        search_name=search_name,
+        manage_url=(
+            f"{runtime.public_base_url.rstrip('/')}/api/v1/searches/{alert.search_id}"
+            if alert.search_id
+            else None
+        ),
+        text=payload.get("text"),
+    )
+
+
+def _subject(
+    kind: str, listings: list[ListingInfo], search_name: str | None, payload: dict[str, Any]
+) -> str:
+    if payload.get("subject"):
+        return str(payload["subject"])
+    about = f" for '{search_name}'" if search_name else ""
+    if kind == AlertKind.DIGEST.value:
+        return f"{len(listings)} new matches{about}"
+    title = listings[0].title if listings else ""
+    if kind == AlertKind.PRICE_DROP.value:
+        return f"Price drop: {title}"
+    return f"New match: {title}"
+
+
+def _listing(item: Mapping[str, Any]) -> ListingInfo:
+    return ListingInfo(
+        title=str(item.get("title") or ""),
+        url=str(item.get("url") or ""),
+        marketplace=str(item.get("marketplace") or ""),
+        price=item.get("price"),
+        currency=item.get("currency"),
+        previous_price=item.get("previous_price"),
+        image_url=item.get("image_url"),
+        location=item.get("location"),
+    )
+
+
+async def _track_webhook_health(
+    session: AsyncSession, user_id: uuid.UUID, result: DeliveryResult, now: datetime
+) -> None:
+    """A webhook that answers 410, or has failed for days, is disabled and its owner told."""
+    user = await session.get(User, user_id)
+    if user is None or user.webhook_disabled_at is not None:
+        return
+    if result.status is DeliveryStatus.DELIVERED:
+        user.webhook_failing_since = None
+        return
+    user.webhook_failing_since = user.webhook_failing_since or now
+    if result.status is DeliveryStatus.GONE:
+        reason = "it answered 410 Gone"
+    elif now - user.webhook_failing_since >= WEBHOOK_DISABLE_AFTER:
+        reason = f"every delivery has failed since {user.webhook_failing_since:%Y-%m-%d %H:%M} UTC"
+    else:
+        return
+    user.webhook_disabled_at = now
+    await outbox.enqueue_notice(
+        session,
+        user_id=user.id,
+        key=f"webhook_disabled:{user.id}:{now.isoformat()}",
+        subject="Your webhook has been disabled",
+        text=(
+            f"We stopped sending alerts to your webhook because {reason}. "
+            "Save the URL again in your settings to turn it back on."
+        ),
+        now=now,
+    )
