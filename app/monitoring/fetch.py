@@ -17,6 +17,7 @@ from limits import RateLimitItemPerMinute
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.alerts import outbox
 from app.db import utcnow
 from app.marketplaces.base import Listing, MarketplaceAdapter, MarketplaceError, Query, RateLimited
 from app.models import Search
@@ -29,6 +30,8 @@ from app.ratelimit import SharedLimiter
 logger = logging.getLogger(__name__)
 
 MAX_RATE_WAIT_S = 10.0
+# After this many failed checks in a row the owner is told (and again on recovery).
+FAILING_NOTICE_AFTER = 3
 FAILURE_BACKOFF_CAP = timedelta(hours=1)
 
 
@@ -162,6 +165,8 @@ async def check_group(
         ]
         outcome.stored = await store_fetch(session, group.marketplace, listings, to_store, now=now)
         for search in searches:
+            if search.consecutive_failures >= FAILING_NOTICE_AFTER:
+                await _tell_owner(session, search, now, recovered=True)
             search.last_checked_at = now
             search.last_error = None
             search.consecutive_failures = 0
@@ -181,12 +186,41 @@ async def _active_searches(session: AsyncSession, ids: Sequence[object]) -> list
 async def record_failure(
     session: AsyncSession, ids: Sequence[object], error: str, now: datetime
 ) -> None:
-    """Record a failed check on the searches and back them off. Flushes, never commits."""
+    """Record a failed check on the searches and back them off; the owner is told when a
+    search has just failed FAILING_NOTICE_AFTER times in a row. Flushes, never commits."""
     for search in await _active_searches(session, ids):
         search.last_error = error[:2000]
         search.consecutive_failures += 1
-        # Back off a failing search: its frequency times the failures, capped.
-        delay = timedelta(minutes=search.check_frequency_minutes) * search.consecutive_failures
-        search.next_check_at = now + min(
-            delay, max(FAILURE_BACKOFF_CAP, timedelta(minutes=search.check_frequency_minutes))
+        # Back off: the frequency times the failures, capped at an hour (or at the
+        # frequency itself, for searches checked less often than that).
+        frequency = timedelta(minutes=search.check_frequency_minutes)
+        backoff = min(frequency * search.consecutive_failures, max(FAILURE_BACKOFF_CAP, frequency))
+        search.next_check_at = now + backoff
+        if search.consecutive_failures == FAILING_NOTICE_AFTER:
+            await _tell_owner(session, search, now, recovered=False)
+
+
+async def _tell_owner(
+    session: AsyncSession, search: Search, now: datetime, *, recovered: bool
+) -> None:
+    # Keyed by the moment, so each failing episode (and its recovery) is told once.
+    if recovered:
+        subject = f"Your search '{search.name}' works again"
+        text = (
+            f"'{search.name}' is being checked again "
+            f"after {search.consecutive_failures} failed checks."
         )
+    else:
+        subject = f"Your search '{search.name}' keeps failing"
+        text = (
+            f"The last {search.consecutive_failures} checks of '{search.name}' failed: "
+            f"{search.last_error}. We keep trying and will tell you when it works again."
+        )
+    await outbox.enqueue_notice(
+        session,
+        user_id=search.owner_id,
+        key=f"search_{'recovered' if recovered else 'failing'}:{search.id}:{now.isoformat()}",
+        subject=subject,
+        text=text,
+        now=now,
+    )

@@ -229,3 +229,37 @@ async def test_a_marketplace_without_credentials_is_never_called(
     assert report.errors == ["ebay: not configured on this server"]
     await session.refresh(search)
     assert search.last_error == "ebay: not configured on this server"
+
+
+async def test_owner_is_told_once_when_a_search_keeps_failing_and_once_when_it_recovers(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    adapter = CountingAdapter(fail_for={"flaky"})
+    runtime = runtime_for(app, adapter)
+    search = await make_search(session, owner=user, keywords=["flaky"], marketplaces=["demo"])
+
+    async def check_now() -> None:
+        await session.execute(
+            update(Search).where(Search.id == search.id).values(next_check_at=utcnow())
+        )
+        await session.commit()
+        await cycle.run_cycle(runtime)
+
+    async def notices() -> list[str]:
+        rows = await session.scalars(
+            select(Alert).where(Alert.kind == "system").order_by(Alert.created_at)
+        )
+        return [f"{a.channel}:{a.payload['subject']}" for a in rows]
+
+    for _ in range(4):
+        await check_now()
+    failing = "Your search 'iPhone deals' keeps failing"
+    assert sorted(await notices()) == [f"email:{failing}", f"in_app:{failing}"]
+
+    adapter.fail_for = set()
+    await check_now()
+    await check_now()
+    recovered = "Your search 'iPhone deals' works again"
+    assert sorted(await notices()) == sorted(
+        [f"email:{failing}", f"in_app:{failing}", f"email:{recovered}", f"in_app:{recovered}"]
+    )
