@@ -94,6 +94,15 @@ class Settings(BaseSettings):
 
     # --- billing ---
     stripe_secret_key: SecretStr = SecretStr("")
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    # Stripe API base URL (the stripe library's api_base); tests point it at a local fake.
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_price_starter: str = ""
+    stripe_price_pro: str = ""
+    stripe_price_business: str = ""
+    billing_success_url: str = "http://localhost:8000/billing/success"
+    billing_cancel_url: str = "http://localhost:8000/billing/cancel"
+    billing_portal_return_url: str = "http://localhost:8000/billing"
 
     # --- data ---
     load_templates_on_startup: bool = True

@@ -1,6 +1,7 @@
 """All models, imported here so Alembic and the app see the full metadata."""
 
 from app.models.alert import Alert
+from app.models.billing import AuditLog, StripeEvent
 from app.models.enums import AlertChannel, AlertKind, AlertStatus, Marketplace, Plan
 from app.models.listing import Listing, ListingPrice, SearchMatch
 from app.models.search import Search
@@ -13,6 +14,7 @@ __all__ = [
     "AlertKind",
     "AlertStatus",
     "ApiUsage",
+    "AuditLog",
     "Listing",
     "ListingPrice",
     "Marketplace",
@@ -21,5 +23,6 @@ __all__ = [
     "Search",
     "SearchMatch",
     "SearchTemplate",
+    "StripeEvent",
     "User",
 ]
