@@ -4,6 +4,10 @@ A URL is parsed once; the name is normalised and screened, resolved once, and ev
 it resolves to must be public. The result (`CheckedURL`) carries the addresses that were
 checked, so a sender dials exactly those (with the name as Host header and TLS SNI) and a
 DNS answer that changes between the check and the send cannot redirect it.
+
+`post_json_safely` is that sender, and the only way user URLs are called: it checks the
+URL again at send time, dials the checked address, never follows redirects and reads at
+most a small prefix of the answer.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
 
 from app.errors import InvalidInput
 
@@ -24,6 +31,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL_LENGTH = 2048
 RESOLVE_TIMEOUT_S = 5.0
 DEFAULT_PORTS = {"https": 443, "http": 80}
+CONNECT_TIMEOUT_S = 5.0
+MAX_RESPONSE_BYTES = 64 * 1024
 
 # Names that only ever mean something inside a network (RFC 6761, RFC 8375, ICANN's
 # .internal) or are common private conventions; no public service lives under them.
@@ -107,6 +116,20 @@ class URLPolicy:
         )
 
 
+@dataclass(frozen=True)
+class SafeResponse:
+    """What a user's endpoint answered: enough to judge a delivery, never to show in full."""
+
+    status_code: int
+    headers: httpx.Headers
+    body_prefix: bytes  # at most the cap, as sent (still content-encoded, never decoded)
+    elapsed_s: float
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
 async def system_resolver(host: str) -> list[str]:
     """The operating system's answer for `host`: its addresses, without duplicates."""
     loop = asyncio.get_running_loop()
@@ -147,6 +170,60 @@ async def validate_public_url(
         query=query,
         addresses=tuple(str(address) for address in addresses),
     )
+
+
+async def post_json_safely(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    policy: URLPolicy,
+    timeout_s: float,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> SafeResponse:
+    """POST `body` to a user-supplied URL without ever reaching a non-public address.
+
+    The URL is checked under `policy` now, whatever it resolved to when it was saved
+    (UnsafeURL, before any connection). The request goes to the checked addresses, in
+    order and the next one only when no connection could be made, with the name as Host
+    header and as TLS server name (certificates are verified against the name). A redirect
+    comes back as it is. `timeout_s` bounds the whole exchange, connecting alone 5 s; at
+    most `max_response_bytes` of the answer are read.
+
+    Raises UnsafeURL, httpx.TimeoutException when time runs out, httpx.TransportError when
+    no connection could be made or it broke, and ValueError for a `client` that reads
+    proxy settings from the environment (a proxy would resolve and connect on its own).
+    """
+    if client.trust_env:
+        raise ValueError("post_json_safely needs an httpx client built with trust_env=False")
+    checked = await policy.check(url)
+    timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+    started = time.monotonic()
+    last = len(checked.addresses) - 1
+    try:
+        async with asyncio.timeout(timeout_s):
+            for index, address in enumerate(checked.addresses):
+                request = _pinned_request(client, checked, address, body, headers, timeout)
+                try:
+                    response = await client.send(request, stream=True, follow_redirects=False)
+                except (httpx.ConnectError, httpx.ConnectTimeout):
+                    if index == last:
+                        raise
+                    continue
+                try:
+                    prefix = await _read_prefix(response, max_response_bytes)
+                finally:
+                    await response.aclose()
+                return SafeResponse(
+                    status_code=response.status_code,
+                    headers=response.headers,
+                    body_prefix=prefix,
+                    elapsed_s=time.monotonic() - started,
+                )
+    except TimeoutError as exc:
+        raise httpx.TimeoutException(f"No complete answer within {timeout_s:g} s") from exc
+    raise httpx.ConnectError(f"{checked.host} has no address to connect to")
 
 
 def address_problem(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
@@ -204,6 +281,54 @@ def _check_ntfy(netloc: str, path: str, query: str) -> None:
     modes = {value.lower() for key, value in parse_qsl(query) if key.lower() == "mode"}
     if modes - {"cloud"}:
         raise UnsafeURL(_NTFY_SERVER_REFUSED)
+
+
+def _pinned_request(
+    client: httpx.AsyncClient,
+    checked: CheckedURL,
+    address: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: httpx.Timeout,
+) -> httpx.Request:
+    """A POST to `address` itself that still names the host the user gave."""
+    literal = f"[{address}]" if ":" in address else address
+    request = client.build_request(
+        "POST",
+        f"{checked.scheme}://{literal}:{checked.port}{checked.target}",
+        content=body,
+        headers={
+            **headers,
+            "Host": _host_header(checked),
+            # Compressed answers could inflate far beyond the cap once decoded.
+            "Accept-Encoding": "identity",
+            # Pooled connections are keyed by address alone: a connection whose certificate
+            # was checked for one name must never carry a request for another name.
+            "Connection": "close",
+        },
+        timeout=timeout,
+        extensions={"sni_hostname": checked.host},
+    )
+    # Cookies one user's endpoint set must never travel to another user's endpoint.
+    request.headers.pop("Cookie", None)
+    return request
+
+
+def _host_header(checked: CheckedURL) -> str:
+    host = f"[{checked.host}]" if ":" in checked.host else checked.host
+    return host if DEFAULT_PORTS[checked.scheme] == checked.port else f"{host}:{checked.port}"
+
+
+async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
+    prefix = bytearray()
+    if limit <= 0:
+        return bytes(prefix)
+    # The caller closes the response, which drops whatever was not read.
+    async for chunk in response.aiter_raw():
+        prefix += chunk[: limit - len(prefix)]
+        if len(prefix) >= limit:
+            break
+    return bytes(prefix)
 
 
 def _parse(url: str, *, allow_http: bool) -> tuple[str, str, int, str, str]:

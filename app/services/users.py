@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,12 +20,9 @@ from app.schemas.users import (
     UserStats,
     UserUpdate,
 )
-from app.security import ssrf
+from app.security import signing, ssrf
 from app.services import plans
-
-MANUAL_CHECK = "manual_check"
-WEBHOOK_SECRET_PREFIX = "whsec_"
-WEBHOOK_SECRET_BYTES = 32
+from app.services.usage import MANUAL_CHECK
 
 
 async def update_profile(
@@ -145,9 +140,7 @@ async def limits(session: AsyncSession, user: User, *, now: datetime | None = No
 
 def new_webhook_secret() -> str:
     """A Standard Webhooks signing secret: `whsec_` and base64 of 32 random bytes."""
-    return (
-        WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode()
-    )
+    return signing.generate_secret()
 
 
 def _check_quiet_hours(start: Any, end: Any) -> None:

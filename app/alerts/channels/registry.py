@@ -9,8 +9,12 @@ from collections.abc import Callable
 
 import httpx
 
+from app.alerts.channels.apprise_push import AppriseChannel
 from app.alerts.channels.base import AlertChannelSender
+from app.alerts.channels.email import EmailChannel
 from app.alerts.channels.in_app import InAppChannel
+from app.alerts.channels.sms import SmsChannel
+from app.alerts.channels.webhook import WebhookChannel
 from app.config import Settings
 from app.security.ssrf import Resolver
 
@@ -23,7 +27,26 @@ def _in_app(
     return InAppChannel()
 
 
+def _email(client: httpx.AsyncClient, settings: Settings, _resolve: Resolver) -> AlertChannelSender:
+    return EmailChannel.from_settings(client, settings)
+
+
+def _sms(client: httpx.AsyncClient, settings: Settings, _resolve: Resolver) -> AlertChannelSender:
+    return SmsChannel.from_settings(client, settings)
+
+
+def _apprise(
+    _client: httpx.AsyncClient, settings: Settings, _resolve: Resolver
+) -> AlertChannelSender:
+    # Apprise brings its own HTTP stack; only fixed-host services are accepted at save time.
+    return AppriseChannel.from_settings(settings)
+
+
 CHANNELS: dict[str, ChannelFactory] = {
+    "email": _email,
+    "sms": _sms,
+    "webhook": WebhookChannel.from_settings,
+    "apprise": _apprise,
     "in_app": _in_app,
 }
 
