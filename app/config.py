@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     )
     # A claimed alert returns to the queue when its worker has not finished within this.
     alert_lease_s: float = Field(default=120.0, ge=10, le=3600)
+    # Deliveries one process runs at once. A process killed mid-send can repeat at most
+    # this many (receivers drop repeats by webhook-id / Message-ID).
+    alert_delivery_concurrency: int = Field(default=10, ge=1, le=100)
+    # Seconds between two outbox sweeps (re-enqueue due and abandoned alerts).
+    alert_sweep_interval_s: float = Field(default=30.0, ge=1, le=3600)
     # A digest lists at most this many listings, then "and N more".
     alert_digest_max_listings: int = Field(default=10, ge=1, le=100)
 

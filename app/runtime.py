@@ -85,6 +85,7 @@ def build_delivery_runtime(
         public_base_url=settings.public_base_url,
         digest_max_listings=settings.alert_digest_max_listings,
         send_timeout_s=min(60.0, lease.total_seconds() / 2),
+        concurrency=settings.alert_delivery_concurrency,
     )
 
 

@@ -32,7 +32,6 @@ SOFT_TIME_LIMIT_S = 60
 HARD_TIME_LIMIT_S = 90
 BEAT_MAX_LOOP_INTERVAL_S = 30
 CLEANUP_INTERVAL_S = 60 * 60
-OUTBOX_SWEEP_INTERVAL_S = 30
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -79,8 +78,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             "sweep-alert-outbox": {
                 "task": "alerts.sweep_outbox",
-                "schedule": OUTBOX_SWEEP_INTERVAL_S,
-                "options": {"expires": OUTBOX_SWEEP_INTERVAL_S},
+                "schedule": settings.alert_sweep_interval_s,
+                "options": {"expires": settings.alert_sweep_interval_s},
             },
             "cleanup-old-listings": {
                 "task": "monitoring.cleanup_old_listings",

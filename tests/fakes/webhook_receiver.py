@@ -227,6 +227,8 @@ class WebhookReceiver:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The default backlog of 5 refuses connections under a burst of concurrent senders.
+    request_queue_size = 128
     receiver: WebhookReceiver
 
     def get_request(self) -> tuple[socket.socket, Any]:
