@@ -29,7 +29,9 @@ from app.alerts.channels.base import (
 )
 from app.alerts.quiet_hours import quiet_until
 from app.db import utcnow
+from app.errors import TooManyRequests
 from app.models import Alert, AlertChannel, AlertKind, Search, User
+from app.services import plans, usage
 
 logger = logging.getLogger(__name__)
 
@@ -93,19 +95,25 @@ async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
         user = await session.get(User, alert.user_id) if alert else None
         if alert is None or user is None:
             return "vanished"
+        channel_name = alert.channel
         until = quiet_until(
             now, start=user.quiet_hours_start, end=user.quiet_hours_end, timezone=user.timezone
         )
-        if until is not None and alert.channel != AlertChannel.IN_APP.value:
+        refusal: DeliveryResult | None = None
+        if channel_name == AlertChannel.SMS.value and not plans.limits_for(user.plan).sms_per_day:
+            refusal = DeliveryResult.permanent(f"the {user.plan.upper()} plan includes no SMS")
+        elif until is None and channel_name == AlertChannel.SMS.value:
+            until = await _sms_cap_reached(session, user, now)
+        if until is not None and channel_name != AlertChannel.IN_APP.value:
             await outbox.defer(session, alert_id, worker_id=runtime.worker_id, until=until)
             await session.commit()
             return "deferred"
         search = await session.get(Search, alert.search_id) if alert.search_id else None
-        channel_name = alert.channel
         message = build_message(alert, search, runtime)
         recipient = recipient_for(user, now)
+        await session.commit()  # keeps the SMS count, if one was taken
     # The session is closed: no connection is held while the provider answers.
-    result = await _send(channel_name, recipient, message, runtime)
+    result = refusal or await _send(channel_name, recipient, message, runtime)
 
     async with runtime.session_factory() as session:
         status = await outbox.finish(
@@ -122,6 +130,24 @@ async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
     if status is None:
         logger.warning("alert %s was taken over by another worker before it finished", alert_id)
     return status or "lost_lease"
+
+
+async def _sms_cap_reached(session: AsyncSession, user: User, now: datetime) -> datetime | None:
+    """Count this SMS against the plan's daily cap; over it, when the next day starts (the
+    message waits for it rather than being dropped). Flushes only."""
+    try:
+        await usage.use_daily_allowance(
+            session,
+            user.id,
+            usage.SMS_SENT,
+            limit=plans.limits_for(user.plan).sms_per_day,
+            refusal="daily SMS cap reached",
+            now=now,
+        )
+    except TooManyRequests as exc:
+        await session.rollback()  # the refused attempt is not counted
+        return now + timedelta(seconds=exc.retry_after_s)
+    return None
 
 
 async def _send(

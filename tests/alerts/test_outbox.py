@@ -18,7 +18,8 @@ from app.alerts import delivery, outbox
 from app.alerts.channels.base import AlertMessage, DeliveryResult, Recipient
 from app.alerts.quiet_hours import quiet_until
 from app.db import utcnow
-from app.models import Alert, User
+from app.models import Alert, ApiUsage, Plan, User
+from app.services import plans
 from tests.factories import make_search
 
 SCHEDULE = (0.0, 5.0, 300.0)
@@ -278,3 +279,42 @@ def test_retry_delay_stays_within_ten_percent_of_the_schedule(attempts: int) -> 
     for _ in range(50):
         delay = policy.delay_after(attempts).total_seconds()
         assert base * 0.9 <= delay <= base * 1.1
+
+
+async def test_sms_over_the_daily_cap_waits_for_the_next_day(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    user.plan = Plan.STARTER.value
+    await session.commit()
+    cap = plans.limits_for(Plan.STARTER).sms_per_day
+    session.add(ApiUsage(user_id=user.id, day=utcnow().date(), kind="sms", count=cap))
+    await session.commit()
+    channel = ScriptedChannel()
+    channel.name = "sms"
+    alert = await make_alert(session, user, channel="sms")
+    report = await delivery.deliver_due(runtime(app, channel, name="sms"))
+    assert report.outcomes["deferred"] == 1
+    alert = await reload(session, alert)
+    assert (alert.status, alert.attempts) == ("pending", 0)
+    assert alert.next_attempt_at.date() > utcnow().date()
+    assert alert.next_attempt_at.time() < time(0, 0, 2)  # just after UTC midnight
+    assert channel.sent == []
+    usage_row = await session.scalar(select(ApiUsage).where(ApiUsage.kind == "sms"))
+    assert usage_row is not None
+    await session.refresh(usage_row)
+    assert usage_row.count == cap  # the refused attempt is not counted
+
+
+async def test_sms_within_the_cap_is_sent_and_counted(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    user.plan = Plan.STARTER.value
+    await session.commit()
+    channel = ScriptedChannel()
+    channel.name = "sms"
+    await make_alert(session, user, channel="sms")
+    await delivery.deliver_due(runtime(app, channel, name="sms"))
+    assert len(channel.sent) == 1
+    usage_row = await session.scalar(select(ApiUsage).where(ApiUsage.kind == "sms"))
+    assert usage_row is not None
+    assert usage_row.count == 1

@@ -99,7 +99,7 @@ async def test_test_alert_reports_a_channel_the_user_has_not_set_up(
     result = response.json()
     assert result["delivered"] is False
     assert result["alert"]["status"] == "failed"
-    assert "sms" in result["alert"]["last_error"]
+    assert result["alert"]["last_error"] == "the FREE plan includes no SMS"
 
 
 async def test_test_alerts_are_capped_per_day(
