@@ -9,7 +9,14 @@ from fastapi import APIRouter, Response, status
 from app.api.deps import CurrentUser, DeliveryDep, SessionDep, URLPolicyDep
 from app.models import AlertStatus
 from app.schemas.alerts import AlertOut, TestAlertIn, TestAlertResult
-from app.schemas.users import UserLimits, UserOut, UserStats, UserUpdate, UserUpdated
+from app.schemas.users import (
+    UserLimits,
+    UserOut,
+    UserStats,
+    UserUpdate,
+    UserUpdated,
+    WebhookSecretRotated,
+)
 from app.services import alerts, users
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -82,3 +89,14 @@ async def send_test_alert(
     alert = await alerts.send_test_alert(session, delivery, owner=user, channel=body.channel.value)
     out = AlertOut.model_validate(alert)
     return TestAlertResult(delivered=out.status == AlertStatus.SENT.value, alert=out)
+
+
+@router.post(
+    "/me/webhook-secret",
+    response_model=WebhookSecretRotated,
+    responses={**_AUTH, 422: {"description": "No webhook URL set"}},
+)
+async def rotate_webhook_secret(session: SessionDep, user: CurrentUser) -> WebhookSecretRotated:
+    """Rotate the webhook signing secret; both secrets sign every message for 24 hours."""
+    secret, old_until = await users.rotate_webhook_secret(session, user)
+    return WebhookSecretRotated(webhook_secret=secret, previous_secret_valid_until=old_until)

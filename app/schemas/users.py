@@ -167,3 +167,10 @@ class UserLimits(OutputModel):
     limits: PlanLimitsOut
     usage: UsageOut
     remaining: RemainingOut
+
+
+class WebhookSecretRotated(OutputModel):
+    """The new signing secret (shown this once) and when the previous one stops signing."""
+
+    webhook_secret: str
+    previous_secret_valid_until: datetime

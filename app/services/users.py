@@ -24,6 +24,9 @@ from app.security import signing, ssrf
 from app.services import plans
 from app.services.usage import MANUAL_CHECK
 
+# How long the previous webhook secret keeps signing after a rotation.
+WEBHOOK_ROTATION_OVERLAP = timedelta(hours=24)
+
 
 async def update_profile(
     session: AsyncSession, user: User, update: UserUpdate, *, url_policy: ssrf.URLPolicy
@@ -50,6 +53,9 @@ async def update_profile(
             user.webhook_secret = None
         elif new_secret is not None:
             user.webhook_secret = new_secret
+        # Saving a URL (again) is how a disabled webhook is turned back on.
+        user.webhook_disabled_at = None
+        user.webhook_failing_since = None
     for field, value in changes.items():
         setattr(user, field, value)
     await session.flush()
@@ -136,6 +142,24 @@ async def limits(session: AsyncSession, user: User, *, now: datetime | None = No
         usage=usage,
         remaining=remaining,
     )
+
+
+async def rotate_webhook_secret(
+    session: AsyncSession, user: User, *, now: datetime | None = None
+) -> tuple[str, datetime]:
+    """Give the webhook a new signing secret; the old one keeps signing alongside it for
+    WEBHOOK_ROTATION_OVERLAP so receivers can switch without losing a message.
+
+    Returns (new secret, when the old one stops). InvalidInput without a webhook. Flushes.
+    """
+    if not user.webhook_url or not user.webhook_secret:
+        raise InvalidInput("Set a webhook URL first: PUT /api/v1/users/me with webhook_url")
+    now = now or utcnow()
+    user.webhook_previous_secret = user.webhook_secret
+    user.webhook_previous_secret_expires_at = now + WEBHOOK_ROTATION_OVERLAP
+    user.webhook_secret = new_webhook_secret()
+    await session.flush()
+    return user.webhook_secret, user.webhook_previous_secret_expires_at
 
 
 def new_webhook_secret() -> str:

@@ -758,3 +758,31 @@ async def test_remaining_never_goes_below_zero(
     remaining = (await client.get(f"{ME}/limits", headers=headers)).json()["remaining"]
 
     assert remaining == {"active_searches": 0, "manual_checks_today": 0}
+
+
+async def test_rotating_the_webhook_secret_keeps_the_old_one_signing_for_a_day(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    session: AsyncSession,
+    user: User,
+    headers: dict[str, str],
+) -> None:
+    from app.alerts.delivery import recipient_for
+    from app.db import utcnow
+
+    refused = await client.post("/api/v1/users/me/webhook-secret", headers=headers)
+    assert refused.status_code == 422
+    user.webhook_url, user.webhook_secret = "https://hooks.example.com/in", "whsec_b2xkb2xkb2xk"
+    user.webhook_disabled_at = utcnow()
+    await session.commit()
+
+    response = await client.post("/api/v1/users/me/webhook-secret", headers=headers)
+    assert response.status_code == 200, response.text
+    new = response.json()["webhook_secret"]
+    assert new.startswith("whsec_")
+    assert new != "whsec_b2xkb2xkb2xk"
+    await session.refresh(user)
+    secrets = recipient_for(user, utcnow()).webhook_secrets
+    assert secrets == (new, "whsec_b2xkb2xkb2xk")
+    assert recipient_for(user, utcnow() + timedelta(hours=25)).webhook_secrets == (new,)
+    assert "webhook_secret" not in (await client.get("/api/v1/users/me", headers=headers)).json()
