@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -23,6 +22,7 @@ import httpx
 
 from app.marketplaces import regions
 from app.marketplaces.base import Capabilities, Listing, MarketplaceError, Query, RateLimited
+from app.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -245,7 +245,7 @@ class EbayAdapter:
     def _search_body(self, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
         if status == httpx.codes.TOO_MANY_REQUESTS:
-            retry_after_s = _retry_after_s(response)
+            retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
             raise RateLimited(
                 self._scrub(f"eBay rate limit reached ({_error_summary(response)})"),
                 retry_after_s=retry_after_s,
@@ -301,7 +301,8 @@ class EbayAdapter:
         body = _json_object(response)
         if status == httpx.codes.TOO_MANY_REQUESTS:
             raise RateLimited(
-                "eBay token requests are rate limited", retry_after_s=_retry_after_s(response)
+                "eBay token requests are rate limited",
+                retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
             )
         if status != httpx.codes.OK:
             error = _text(body.get("error")) if body else None
@@ -338,7 +339,7 @@ class EbayAdapter:
                 raise EbayError(f"could not reach eBay ({type(exc).__name__})") from exc
             if response.status_code < 500 or attempt == MAX_SERVER_ERROR_RETRIES:
                 return response
-            delay_s = _retry_after_s(response)
+            delay_s = parse_retry_after(response.headers.get("Retry-After"))
             if delay_s is None:
                 delay_s = self.retry_backoff_s * 2**attempt
             logger.info("eBay answered %s; retrying in %.2f s", response.status_code, delay_s)
@@ -536,19 +537,3 @@ def _error_summary(response: httpx.Response) -> str:
     if error_id is None:
         return message or f"HTTP {response.status_code}"
     return f"error {error_id}: {message}" if message else f"error {error_id}"
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, from either form (delta-seconds or an HTTP-date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Protocol
+
+from app.retry_after import parse_retry_after
+
+__all__ = ["parse_retry_after"]  # channels import it from here
 
 
 @dataclass(frozen=True)
@@ -101,20 +103,3 @@ class AlertChannelSender(Protocol):
     async def send(self, recipient: Recipient, message: AlertMessage) -> DeliveryResult:
         """Deliver once. Never raises for provider or network failures: reports them."""
         ...
-
-
-def parse_retry_after(value: str | None, *, cap_s: float = 24 * 3600) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), capped; None if absent
-    or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), cap_s)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), cap_s)
