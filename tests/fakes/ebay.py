@@ -16,20 +16,16 @@ tests and other processes (a Celery worker started by a test) alike:
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.fakes.server import FakeHTTPServer, Reply, basic_credentials, json_reply
 
 TOKEN_PATH = "/identity/v1/oauth2/token"
 SEARCH_PATH = "/buy/browse/v1/item_summary/search"
@@ -94,13 +90,6 @@ ERRORS: dict[int, tuple[int, str, str, str]] = {
     12029: (400, "API_BROWSE", "REQUEST", "The 'offset' value must be less than 10,000."),
     12515: (400, "API_BROWSE", "REQUEST", "The 'offset' value must be a multiple of 'limit'."),
 }
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,10 +159,11 @@ def ebay_error(error_id: int, message: str | None = None) -> tuple[int, dict[str
     return status, {"errors": [error]}
 
 
-class EbayFake:
+class EbayFake(FakeHTTPServer):
     """The fake server. Configure items and failures from the test; read what it received.
 
-    Thread-safe: requests are served on their own threads while the test changes settings.
+    `base_url` is both the API and the OAuth base URL. Thread-safe: requests are served on
+    their own threads while the test changes settings.
     """
 
     def __init__(
@@ -183,57 +173,18 @@ class EbayFake:
         cert_id: str = "fake-cert-secret",
         token_ttl_s: int = 7200,
     ) -> None:
+        super().__init__()
         self.app_id = app_id
         self.cert_id = cert_id
         self.token_ttl_s = token_ttl_s
         # Seconds each search waits before answering (to provoke client timeouts).
         self.search_delay_s = 0.0
-        self._lock = threading.Lock()
         self._items: dict[str | None, list[Any]] = {}
         self._tokens: dict[str, float] = {}
         self._token_script: deque[Reply] = deque()
         self._search_script: deque[Reply] = deque()
         self.token_requests: list[TokenRequest] = []
         self.search_requests: list[SearchRequest] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle --------------------------------------------------------------------
-
-    def start(self) -> Self:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        """Both the API and the OAuth base URL: http://127.0.0.1:<port>."""
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- configuring ------------------------------------------------------------------
 
@@ -275,7 +226,7 @@ class EbayFake:
         times: int = 1,
     ) -> None:
         """The next `times` searches get this exact reply (JSON content type by default)."""
-        reply = _reply(status, body, headers)
+        reply = json_reply(status, body, headers)
         with self._lock:
             self._search_script.extend([reply] * times)
 
@@ -288,7 +239,7 @@ class EbayFake:
         times: int = 1,
     ) -> None:
         """The next `times` token requests get an OAuth error."""
-        reply = _reply(status, {"error": error, "error_description": description}, None)
+        reply = json_reply(status, {"error": error, "error_description": description})
         with self._lock:
             self._token_script.extend([reply] * times)
 
@@ -319,13 +270,18 @@ class EbayFake:
         url = urlsplit(target)
         if url.path == TOKEN_PATH:
             if method != "POST":
-                return _reply(405, {"error": "invalid_request"}, None)
+                return json_reply(405, {"error": "invalid_request"})
             return self._token(headers, body)
         if url.path == SEARCH_PATH:
             if method != "GET":
-                return _reply(405, {"errors": [{"errorId": 0, "message": "Method not allowed"}]})
+                return json_reply(
+                    405, {"errors": [{"errorId": 0, "message": "Method not allowed"}]}
+                )
             return self._search(dict(parse_qsl(url.query, keep_blank_values=True)), headers)
-        return _reply(404, {"errors": [{"errorId": 0, "message": "Resource not found"}]})
+        return json_reply(404, {"errors": [{"errorId": 0, "message": "Resource not found"}]})
+
+    def crash_reply(self, exc: Exception) -> Reply:
+        return json_reply(599, {"errors": [{"errorId": 0, "message": f"fake crashed: {exc!r}"}]})
 
     def _token(self, headers: dict[str, str], body: bytes) -> Reply:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -336,7 +292,7 @@ class EbayFake:
         content_type = headers.get("content-type", "").split(";")[0].strip()
         if content_type != "application/x-www-form-urlencoded":
             return _oauth_error(400, "invalid_request", "request body must be form-encoded")
-        if _basic_credentials(headers.get("authorization", "")) != (self.app_id, self.cert_id):
+        if basic_credentials(headers.get("authorization", "")) != (self.app_id, self.cert_id):
             return _oauth_error(401, "invalid_client", "client authentication failed")
         if form.get("grant_type") != "client_credentials":
             return _oauth_error(
@@ -353,14 +309,13 @@ class EbayFake:
         token = f"v^1.1#i^1#f^0#r^0#I^3#p^1#t^{secrets.token_urlsafe(24)}"
         with self._lock:
             self._tokens[token] = time.monotonic() + self.token_ttl_s
-        return _reply(
+        return json_reply(
             200,
             {
                 "access_token": token,
                 "expires_in": self.token_ttl_s,
                 "token_type": "Application Access Token",
             },
-            None,
         )
 
     def _search(self, params: dict[str, str], headers: dict[str, str]) -> Reply:
@@ -368,8 +323,7 @@ class EbayFake:
         with self._lock:
             self.search_requests.append(SearchRequest(params, headers, filters))
             scripted = self._search_script.popleft() if self._search_script else None
-        if self.search_delay_s:
-            time.sleep(self.search_delay_s)
+        self.pause(self.search_delay_s)
         if scripted is not None:
             return scripted
         problem = self._search_problem(params, headers)
@@ -395,7 +349,7 @@ class EbayFake:
             body["next"] = f"{path}?{urlencode({**params, 'offset': offset + limit})}"
         if offset > 0:
             body["prev"] = f"{path}?{urlencode({**params, 'offset': max(0, offset - limit)})}"
-        return _reply(200, body, None)
+        return json_reply(200, body)
 
     def _search_problem(self, params: dict[str, str], headers: dict[str, str]) -> Reply | None:
         """eBay's answer to an invalid search, or None when the request is fine."""
@@ -413,7 +367,7 @@ class EbayFake:
         if marketplace is None:
             # eBay would quietly use EBAY_US; for us a missing header is a bug.
             missing = "fake eBay: the X-EBAY-C-MARKETPLACE-ID header is missing"
-            return _reply(400, {"errors": [{"errorId": 0, "message": missing}]})
+            return json_reply(400, {"errors": [{"errorId": 0, "message": missing}]})
         if marketplace not in MARKETPLACES:
             return _error_reply(12019)
         limit_text, offset_text = params.get("limit", "50"), params.get("offset", "0")
@@ -497,71 +451,10 @@ def _range(value: str) -> tuple[Decimal | None, Decimal | None]:
     return low, high
 
 
-def _basic_credentials(header: str) -> tuple[str, str] | None:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return user, password
-
-
 def _oauth_error(status: int, error: str, description: str) -> Reply:
-    return _reply(status, {"error": error, "error_description": description}, None)
+    return json_reply(status, {"error": error, "error_description": description})
 
 
 def _error_reply(error_id: int) -> Reply:
     status, body = ebay_error(error_id)
-    return _reply(status, body, None)
-
-
-def _reply(
-    status: int, body: bytes | str | dict[str, Any], headers: Mapping[str, str] | None = None
-) -> Reply:
-    if isinstance(body, dict):
-        raw = json.dumps(body, ensure_ascii=False).encode()
-    elif isinstance(body, str):
-        raw = body.encode()
-    else:
-        raw = body
-    return Reply(status, raw, {"Content-Type": "application/json", **(headers or {})})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: EbayFake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timeout test) closes the socket mid-reply; that is fine.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        try:
-            reply = self.server.fake.handle(method, self.path, headers, body)
-        except Exception as exc:  # a bug in the fake or in a test's items: say so loudly
-            reply = _reply(599, {"errors": [{"errorId": 0, "message": f"fake crashed: {exc!r}"}]})
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    return json_reply(status, body)

@@ -22,29 +22,20 @@ import binascii
 import json
 import re
 import secrets
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+from tests.fakes.server import FakeHTTPServer, Reply, json_reply
 
 SEND_PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$|^[^@\s]+@localhost$")
 
 UNAUTHORIZED = "The provided authorization grant is invalid, expired, or revoked"
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,55 +57,17 @@ class SentMail:
         return value
 
 
-class SendGridFake:
+class SendGridFake(FakeHTTPServer):
     """The fake server. Script failures from the test; read what it received."""
 
     def __init__(self, *, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key or f"SG.{secrets.token_urlsafe(16)}.{secrets.token_urlsafe(32)}"
         # Seconds each request waits before answering (to provoke client timeouts).
         self.delay_s = 0.0
-        self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._next_id = 0
         self.requests: list[SentMail] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle --------------------------------------------------------------------
-
-    def start(self) -> Self:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- configuring ------------------------------------------------------------------
 
@@ -170,12 +123,14 @@ class SendGridFake:
             body = None
         with self._lock:
             scripted = self._script.popleft() if self._script else None
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        self.pause(self.delay_s)
         reply = scripted or self._check(headers, body)
         with self._lock:
             self.requests.append(SentMail(headers, body, reply.status))
         return reply
+
+    def crash_reply(self, exc: Exception) -> Reply:
+        return _error(599, f"fake crashed: {exc!r}", None)
 
     def _check(self, headers: dict[str, str], body: Any) -> Reply:
         authorization = headers.get("authorization", "")
@@ -279,46 +234,4 @@ def _error(
     status: int, message: str, field_name: str | None, headers: Mapping[str, str] | None = None
 ) -> Reply:
     body = {"errors": [{"message": message, "field": field_name, "help": None}]}
-    return Reply(
-        status,
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json", **(headers or {})},
-    )
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: SendGridFake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timeout test) closes the socket mid-reply; that is fine.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        try:
-            reply = self.server.fake.handle(method, self.path, headers, body)
-        except Exception as exc:  # a bug in the fake: say so loudly
-            reply = _error(599, f"fake crashed: {exc!r}", None)
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    return json_reply(status, body, headers)

@@ -18,21 +18,15 @@ A threaded server, independent of any event loop:
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import secrets
-import sys
-import threading
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
 from urllib.parse import parse_qsl
+
+from tests.fakes.server import FakeHTTPServer, Reply, basic_credentials, json_reply
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
@@ -60,14 +54,6 @@ ERRORS: dict[int, tuple[int, str]] = {
 
 
 @dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
 class SentMessage:
     sid: str
     to: str
@@ -76,7 +62,7 @@ class SentMessage:
     form: dict[str, str]
 
 
-class TwilioFake:
+class TwilioFake(FakeHTTPServer):
     def __init__(
         self,
         *,
@@ -84,6 +70,7 @@ class TwilioFake:
         auth_token: str | None = None,
         from_number: str = "+447700900123",
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.from_number = from_number
@@ -92,41 +79,6 @@ class TwilioFake:
         self.messages: list[SentMessage] = []
         self.requests = 0
         self._script: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="twilio-fake",
-            daemon=True,
-        )
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def fail_next(
         self,
@@ -156,23 +108,29 @@ class TwilioFake:
             return error_reply(20404)
         if method != "POST":
             return error_reply(20404, status=405)
-        if _basic(headers.get("authorization", "")) != (self.account_sid, self.auth_token):
+        if basic_credentials(headers.get("authorization", "")) != (
+            self.account_sid,
+            self.auth_token,
+        ):
             return error_reply(20003)
         if match["sid"] != self.account_sid:
             return error_reply(20404)
         with self._lock:
             scripted = self._script.popleft() if self._script else None
         if scripted is not None and scripted.delay_s:
-            self._closing.wait(scripted.delay_s)
+            self.pause(scripted.delay_s)
         elif scripted is not None:
             return scripted
         return self._create_message(headers, body)
+
+    def crash_reply(self, exc: Exception) -> Reply:
+        return json_reply(599, {"code": 0, "message": f"fake crashed: {exc!r}", "status": 599})
 
     def _create_message(self, headers: dict[str, str], body: bytes) -> Reply:
         content_type = headers.get("content-type", "").split(";")[0].strip()
         if content_type != "application/x-www-form-urlencoded":
             problem = f"fake Twilio: a form body was expected, not {content_type!r}"
-            return _reply(400, {"code": 0, "message": problem, "more_info": "", "status": 400})
+            return json_reply(400, {"code": 0, "message": problem, "more_info": "", "status": 400})
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
         to, from_ = form.get("To", ""), form.get("From", "")
         if not to:
@@ -196,7 +154,7 @@ class TwilioFake:
         with self._lock:
             self.messages.append(SentMessage(sid, to, from_, text, form))
         now = format_datetime(datetime.now(UTC))
-        return _reply(
+        return json_reply(
             201,
             {
                 "sid": sid,
@@ -221,7 +179,7 @@ def error_reply(code: int, *, status: int | None = None, **values: str) -> Reply
     """Twilio's error document for `code`."""
     default_status, message = ERRORS[code]
     status = status or default_status
-    return _reply(
+    return json_reply(
         status,
         {
             "code": code,
@@ -230,56 +188,3 @@ def error_reply(code: int, *, status: int | None = None, **values: str) -> Reply
             "status": status,
         },
     )
-
-
-def _reply(status: int, document: dict[str, Any]) -> Reply:
-    return Reply(status, json.dumps(document).encode(), {"Content-Type": "application/json"})
-
-
-def _basic(header: str) -> tuple[str, str] | None:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return user, password
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: TwilioFake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timeout test) closes the socket mid-reply; that is fine.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        try:
-            reply = self.server.fake.handle(method, self.path, headers, body)
-        except Exception as exc:  # a bug in the fake: say so loudly
-            reply = _reply(599, {"code": 0, "message": f"fake crashed: {exc!r}", "status": 599})
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
