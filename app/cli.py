@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import db
 from app.config import DEFAULT_SECRET_KEY, ConfigurationError, Settings
-from app.models import SearchTemplate, User
+from app.models import Plan, SearchTemplate, User
 from app.schemas.auth import RegisterIn
-from app.services import accounts
+from app.services import accounts, billing
 from app.services import templates as template_service
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +148,41 @@ def create_admin(
     typer.echo(f"{action} {user.email} ({user.id}).")
     if not user.is_active:
         typer.echo("Note: this account is deactivated and cannot log in until reactivated.")
+
+
+@cli.command("set-plan")
+def set_plan(
+    email: Annotated[str, typer.Argument(help="Email of the account.")],
+    plan: Annotated[Plan, typer.Argument(help="The plan to put it on.", case_sensitive=False)],
+    reason: Annotated[
+        str | None, typer.Option(help="Why (kept in the audit log).", show_default=False)
+    ] = None,
+) -> None:
+    """Set a user's plan by hand (support cases), audited. A lower plan pauses the newest
+    searches over its limits; nothing is deleted. Stripe events override it later."""
+    settings = _load_settings()
+    address = email.strip().lower()
+
+    async def apply(session: AsyncSession) -> billing.PlanChange:
+        user = await session.scalar(select(User).where(User.email == address))
+        if user is None:
+            raise _Refused(f"No user with the email {address}.")
+        return await billing.admin_set_plan(
+            session, user.id, plan, actor_id=None, source=billing.PlanSource.CLI, reason=reason
+        )
+
+    change = _run_in_session(settings, apply)
+    if not change.changed:
+        typer.echo(f"{address} is already on the {plan.name} plan; nothing changed.")
+        return
+    audit_logger.info(
+        "plan set user_id=%s from=%s to=%s via=cli", change.user_id, change.previous_plan, plan
+    )
+    typer.echo(f"{address} is now on the {plan.name} plan (was {change.previous_plan.upper()}).")
+    if change.paused:
+        typer.echo(f"Paused {len(change.paused)} search(es) over the plan's limit.")
+    if change.adjusted:
+        typer.echo(f"Reduced marketplaces or frequency of {len(change.adjusted)} search(es).")
 
 
 @cli.command("config-check")

@@ -15,7 +15,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import db
-from app.api import alerts, auth, health, listings, marketplaces, searches, templates, users
+from app.api import (
+    admin,
+    alerts,
+    auth,
+    billing,
+    health,
+    listings,
+    marketplaces,
+    searches,
+    templates,
+    users,
+    webhooks,
+)
 from app.config import Settings, get_settings
 from app.errors import (
     AuthenticationFailed,
@@ -137,7 +149,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.resolve_host = ssrf.system_resolver
 
     app.include_router(health.router)
-    for module in (auth, users, searches, listings, templates, marketplaces, alerts):
+    for module in (
+        auth,
+        users,
+        searches,
+        listings,
+        templates,
+        marketplaces,
+        alerts,
+        billing,
+        webhooks,
+        admin,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
 
     app.add_exception_handler(DomainError, _on_domain_error)  # type: ignore[arg-type]
