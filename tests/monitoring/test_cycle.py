@@ -14,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.marketplaces.base import Capabilities, Listing, MarketplaceError, Query
 from app.marketplaces.demo import DemoAdapter
+from app.marketplaces.ebay import EbayAdapter
 from app.models import Alert, Plan, Search, SearchMatch, User
 from app.models import Listing as ListingRow
 from app.monitoring import cycle, scheduler, store
 from app.monitoring.cache import MemoryCache
 from app.monitoring.fetch import MonitoringRuntime, UpstreamRateLimiter
 from tests.factories import make_listing, make_match, make_search, make_user
+from tests.fakes.ebay import EbayFake, item_summary
 
 
 class CountingAdapter:
@@ -58,7 +60,7 @@ class CountingAdapter:
 def runtime_for(app: FastAPI, adapter: object, *, cache_ttl_s: float = 0.0) -> MonitoringRuntime:
     return MonitoringRuntime(
         session_factory=app.state.session_factory,
-        adapters={"demo": adapter},  # type: ignore[dict-item]
+        adapters={adapter.name: adapter},  # type: ignore[attr-defined,dict-item]
         cache=MemoryCache(),
         limiter=UpstreamRateLimiter("memory://"),
         http_client=app.state.monitoring_runtime.http_client,
@@ -263,3 +265,27 @@ async def test_owner_is_told_once_when_a_search_keeps_failing_and_once_when_it_r
     assert sorted(await notices()) == sorted(
         [f"email:{failing}", f"in_app:{failing}", f"email:{recovered}", f"in_app:{recovered}"]
     )
+
+
+async def test_fifty_ebay_searches_over_five_queries_make_five_search_calls(
+    app: FastAPI, session: AsyncSession
+) -> None:
+    with EbayFake() as fake:
+        fake.set_items([item_summary(n, f"Nintendo Switch OLED {n}") for n in range(3)])
+        adapter = EbayAdapter(
+            app.state.monitoring_runtime.http_client,
+            api_base_url=fake.base_url,
+            oauth_base_url=fake.base_url,
+            app_id=fake.app_id,
+            cert_id=fake.cert_id,
+        )
+        owners = [await make_user(session, email=f"e{n}@example.com") for n in range(10)]
+        for n in range(50):
+            await make_search(
+                session, owner=owners[n % 10], keywords=[f"switch {n % 5}"], marketplaces=["ebay"]
+            )
+        report = await cycle.run_cycle(runtime_for(app, adapter))
+        assert report.searches == 50
+        assert report.errors == []
+        assert fake.search_calls == 5
+        assert fake.token_calls == 1
