@@ -14,8 +14,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import redis
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,10 +28,9 @@ from app.config import Settings
 from app.db import utcnow
 from app.models import Alert, User
 from app.security.signing import generate_secret
-from tests.conftest import ON_CI
+from tests.celery_processes import clean_redis, start_celery, stop
 from tests.fakes.webhook_receiver import Reply, WebhookReceiver
 
-ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = "redis://127.0.0.1:6379/12"
 ALERTS = 1_000
 KILLS = 20
@@ -43,28 +39,8 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=Tr
 
 @pytest.fixture
 def broker() -> Iterator[str]:
-    client = redis.Redis.from_url(BROKER_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if ON_CI:
-            pytest.fail(f"Redis is required on CI: {exc}")
-        pytest.skip(f"Redis not reachable: {exc}")
-    client.flushdb()
-    yield BROKER_URL
-    client.flushdb()
-    client.close()
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app.workers.celery_app", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    with clean_redis(BROKER_URL) as url:
+        yield url
 
 
 async def test_no_alert_is_lost_or_sent_twice_while_workers_are_killed(
@@ -112,7 +88,7 @@ async def test_no_alert_is_lost_or_sent_twice_while_workers_are_killed(
             "SCHEDULER_TICK_S": "60",
             "SECRET_KEY": "chaos-secret-key-with-more-than-thirty-two-bytes",
         }
-        worker = _start(
+        worker = start_celery(
             [
                 "worker",
                 "-Q",
@@ -129,7 +105,7 @@ async def test_no_alert_is_lost_or_sent_twice_while_workers_are_killed(
             env,
             tmp_path / "worker.log",
         )
-        beat = _start(
+        beat = start_celery(
             ["beat", "-l", "info", "-s", str(tmp_path / "beat-schedule")],
             env,
             tmp_path / "beat.log",
@@ -160,14 +136,7 @@ async def test_no_alert_is_lost_or_sent_twice_while_workers_are_killed(
                 await asyncio.sleep(1)
             left = await pending()
         finally:
-            for process in (beat, worker):
-                process.send_signal(signal.SIGTERM)
-            for process in (beat, worker):
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            stop([beat, worker])
 
         stuck = (
             await session.execute(

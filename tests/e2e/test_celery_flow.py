@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,44 +19,22 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-import redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.models import Alert, Listing, Plan, Search, SearchMatch, User
-from tests.conftest import ON_CI
+from tests.celery_processes import clean_redis, start_celery, stop
 from tests.fakes.ebay import EbayFake, item_summary
 
-ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = "redis://127.0.0.1:6379/14"
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
 def broker() -> Iterator[str]:
-    client = redis.Redis.from_url(BROKER_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if ON_CI:
-            pytest.fail(f"Redis is required on CI: {exc}")
-        pytest.skip(f"Redis not reachable: {exc}")
-    client.flushdb()
-    yield BROKER_URL
-    client.flushdb()
-    client.close()
-
-
-def _celery(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app.workers.celery_app", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    with clean_redis(BROKER_URL) as url:
+        yield url
 
 
 @pytest.fixture
@@ -87,7 +63,7 @@ async def celery_processes(
         "SECRET_KEY": "e2e-secret-key-with-more-than-thirty-two-bytes",
     }
     processes = [
-        _celery(
+        start_celery(
             [
                 "worker",
                 "-Q",
@@ -104,21 +80,14 @@ async def celery_processes(
             env,
             tmp_path / "worker.log",
         ),
-        _celery(
+        start_celery(
             ["beat", "-l", "info", "-s", str(tmp_path / "beat-schedule")],
             env,
             tmp_path / "beat.log",
         ),
     ]
     yield processes
-    for process in processes:
-        process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    stop(processes)
 
 
 async def wait_for(
