@@ -105,9 +105,14 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
-        async with application.state.engine.begin() as connection:
-            for table in reversed(Base.metadata.sorted_tables):
-                await connection.execute(delete(table))
+        await empty_tables(application)
+
+
+async def empty_tables(application: FastAPI) -> None:
+    """Delete every row, so the next test on this database starts from nothing."""
+    async with application.state.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(delete(table))
 
 
 @pytest.fixture
