@@ -62,9 +62,8 @@ async def claim_and_group(
     unavailable marketplaces, and return the groups for workers to check."""
     async with runtime.session_factory() as session:
         due = await scheduler.claim_due_searches(session, now=now or utcnow())
-    capabilities = _usable_capabilities(runtime)
-    await _record_unavailable(runtime, scheduler.unavailable_marketplaces(due, capabilities))
-    return scheduler.group_by_query(due, capabilities)
+    groups, _unavailable = await _group(runtime, due)
+    return groups
 
 
 async def check_searches_now(
@@ -80,11 +79,7 @@ async def check_searches_now(
 async def _check(
     runtime: MonitoringRuntime, due: Sequence[scheduler.DueSearch], concurrency: int
 ) -> CycleReport:
-    capabilities = _usable_capabilities(runtime)
-    unavailable = await _record_unavailable(
-        runtime, scheduler.unavailable_marketplaces(due, capabilities)
-    )
-    groups = scheduler.group_by_query(due, capabilities)
+    groups, unavailable = await _group(runtime, due)
     gate = asyncio.Semaphore(concurrency)
 
     async def bounded(group: scheduler.CheckGroup) -> GroupOutcome:
@@ -93,6 +88,18 @@ async def _check(
 
     outcomes = await asyncio.gather(*(bounded(group) for group in groups))
     return CycleReport(searches=len(due), groups=len(groups), outcomes=[*unavailable, *outcomes])
+
+
+async def _group(
+    runtime: MonitoringRuntime, due: Sequence[scheduler.DueSearch]
+) -> tuple[list[scheduler.CheckGroup], list[GroupOutcome]]:
+    """The groups to check, and the failures already recorded for searches on marketplaces
+    this server cannot check."""
+    capabilities = _usable_capabilities(runtime)
+    unavailable = await _record_unavailable(
+        runtime, scheduler.unavailable_marketplaces(due, capabilities)
+    )
+    return scheduler.group_by_query(due, capabilities), unavailable
 
 
 def _usable_capabilities(runtime: MonitoringRuntime) -> dict[str, Capabilities]:
