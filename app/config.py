@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     alert_sweep_interval_s: float = Field(default=30.0, ge=1, le=3600)
     # A digest lists at most this many listings, then "and N more".
     alert_digest_max_listings: int = Field(default=10, ge=1, le=100)
+    digest_daily_hour: int = Field(default=8, ge=0, le=23)
+    alert_channel_pause_s: float = Field(default=600.0, ge=1.0, le=86_400.0)
 
     # --- billing ---
     stripe_secret_key: SecretStr = SecretStr("")

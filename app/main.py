@@ -25,6 +25,7 @@ from app.api import (
     marketplaces,
     searches,
     templates,
+    unsubscribe,
     users,
     webhooks,
 )
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         billing,
         webhooks,
         admin,
+        unsubscribe,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
 

@@ -93,6 +93,7 @@ class EmbeddedRunner:
                     report.upstream_calls,
                     report.matches_new,
                 )
+            await delivery.write_due_digests(self._delivery)
             await self._deliver_due()
             if time.monotonic() - self._last_cleanup >= CLEANUP_INTERVAL_S:
                 self._last_cleanup = time.monotonic()

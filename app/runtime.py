@@ -84,6 +84,9 @@ def build_delivery_runtime(
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         public_base_url=settings.public_base_url,
         digest_max_listings=settings.alert_digest_max_listings,
+        digest_daily_hour=settings.digest_daily_hour,
+        link_signing_key=settings.secret_key.get_secret_value(),
+        channel_pause=timedelta(seconds=settings.alert_channel_pause_s),
         send_timeout_s=min(60.0, lease.total_seconds() / 2),
         concurrency=settings.alert_delivery_concurrency,
     )

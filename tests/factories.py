@@ -59,6 +59,7 @@ async def make_search(
     marketplaces: list[str] | None = None,
     is_active: bool = True,
     check_frequency_minutes: int = 30,
+    alert_channels: list[str] | None = None,
     **fields: Any,
 ) -> Search:
     search = Search(
@@ -66,7 +67,7 @@ async def make_search(
         name=name,
         criteria={"keywords": keywords or ["iphone 13"], "max_price": 400},
         marketplaces=marketplaces or ["ebay"],
-        alert_channels=["email"],
+        alert_channels=alert_channels or ["email"],
         check_frequency_minutes=check_frequency_minutes,
         is_active=is_active,
         next_check_at=utcnow() if is_active else None,

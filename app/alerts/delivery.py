@@ -11,14 +11,15 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.alerts import outbox
+from app.alerts import digests, outbox
 from app.alerts.channels.base import (
     AlertChannelSender,
     AlertMessage,
@@ -31,6 +32,7 @@ from app.alerts.quiet_hours import quiet_until
 from app.db import utcnow
 from app.errors import TooManyRequests
 from app.models import Alert, AlertChannel, AlertKind, Search, User
+from app.security.unsubscribe import unsubscribe_token
 from app.services import plans, usage
 
 logger = logging.getLogger(__name__)
@@ -50,9 +52,16 @@ class DeliveryRuntime:
     worker_id: str
     public_base_url: str
     digest_max_listings: int = 10
+    digest_daily_hour: int = 8
+    # Signs unsubscribe links; empty = emails carry none.
+    link_signing_key: str = ""
     # Below the lease, so a slow provider cannot outlive the claim.
     send_timeout_s: float = 60.0
     concurrency: int = 20
+    # How long a channel whose provider refused the server's credentials rests before it
+    # is tried again; its messages wait meanwhile. Per process.
+    channel_pause: timedelta = timedelta(minutes=10)
+    paused_channels: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +97,16 @@ async def deliver_due(
     return DeliveryReport(claimed=len(claimed), outcomes=Counter(results))
 
 
+async def write_due_digests(runtime: DeliveryRuntime) -> int:
+    """Write the digests of periodic searches whose period has ended (see digests.py)."""
+    async with runtime.session_factory() as session:
+        written = await digests.write_due_digests(
+            session, now=utcnow(), daily_hour=runtime.digest_daily_hour
+        )
+        await session.commit()
+    return written
+
+
 async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
     now = utcnow()
     async with runtime.session_factory() as session:
@@ -102,7 +121,9 @@ async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
         refusal: DeliveryResult | None = None
         if channel_name == AlertChannel.SMS.value and not plans.limits_for(user.plan).sms_per_day:
             refusal = DeliveryResult.permanent(f"the {user.plan.upper()} plan includes no SMS")
-        elif until is None and channel_name == AlertChannel.SMS.value:
+        if until is None:
+            until = _paused_until(runtime, channel_name, now)
+        if until is None and refusal is None and channel_name == AlertChannel.SMS.value:
             until = await _sms_cap_reached(session, user, now)
         if until is not None and channel_name != AlertChannel.IN_APP.value:
             await outbox.defer(session, alert_id, worker_id=runtime.worker_id, until=until)
@@ -114,8 +135,14 @@ async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
         await session.commit()  # keeps the SMS count, if one was taken
     # The session is closed: no connection is held while the provider answers.
     result = refusal or await _send(channel_name, recipient, message, runtime)
+    newly_paused = False
+    if result.status is DeliveryStatus.MISCONFIGURED:
+        newly_paused = _pause(runtime, channel_name, result.error or "", utcnow())
+        result = replace(result, retry_after_s=runtime.channel_pause.total_seconds())
 
     async with runtime.session_factory() as session:
+        if newly_paused:
+            await _tell_operators(session, channel_name, result.error or "", utcnow())
         status = await outbox.finish(
             session,
             alert_id,
@@ -130,6 +157,48 @@ async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
     if status is None:
         logger.warning("alert %s was taken over by another worker before it finished", alert_id)
     return status or "lost_lease"
+
+
+def _paused_until(runtime: DeliveryRuntime, channel: str, now: datetime) -> datetime | None:
+    until = runtime.paused_channels.get(channel)
+    return until if until is not None and until > now else None
+
+
+def _pause(runtime: DeliveryRuntime, channel: str, error: str, now: datetime) -> bool:
+    """Rest a channel whose provider refused our credentials; True if it was not resting."""
+    was_resting = _paused_until(runtime, channel, now) is not None
+    runtime.paused_channels[channel] = now + runtime.channel_pause
+    if not was_resting:
+        logger.critical(
+            "alert channel %s paused for %.0f s, its messages wait: %s. Check its settings.",
+            channel,
+            runtime.channel_pause.total_seconds(),
+            error,
+        )
+    return not was_resting
+
+
+async def _tell_operators(session: AsyncSession, channel: str, error: str, now: datetime) -> None:
+    """Tell every admin, at most once an hour per channel, on the channels still working."""
+    admins = await session.scalars(
+        select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True))
+    )
+    channels = [AlertChannel.IN_APP.value]
+    if channel != AlertChannel.EMAIL.value:
+        channels.append(AlertChannel.EMAIL.value)
+    for admin_id in admins:
+        await outbox.enqueue_notice(
+            session,
+            user_id=admin_id,
+            key=f"channel_misconfigured:{channel}:{now:%Y-%m-%dT%H}",
+            subject=f"Alert channel {channel} needs attention",
+            text=(
+                f"The {channel} provider refused this server's credentials ({error}). "
+                "Its alerts are waiting, not lost: fix the settings and they go out."
+            ),
+            now=now,
+            channels=channels,
+        )
 
 
 async def _sms_cap_reached(session: AsyncSession, user: User, now: datetime) -> datetime | None:
@@ -207,8 +276,20 @@ def build_message(alert: Alert, search: Search | None, runtime: DeliveryRuntime)
             if alert.search_id
             else None
         ),
+        unsubscribe_url=_unsubscribe_url(alert, runtime),
         text=payload.get("text"),
     )
+
+
+def _unsubscribe_url(alert: Alert, runtime: DeliveryRuntime) -> str | None:
+    if (
+        alert.search_id is None
+        or alert.channel != AlertChannel.EMAIL.value
+        or not runtime.link_signing_key
+    ):
+        return None
+    token = unsubscribe_token(runtime.link_signing_key, alert.search_id)
+    return f"{runtime.public_base_url.rstrip('/')}/api/v1/unsubscribe/{token}"
 
 
 def _subject(

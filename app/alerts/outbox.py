@@ -4,7 +4,8 @@ schedule, and sweep up what a dead worker left behind.
 Rows are the truth; Celery messages only wake workers. A claim commits before any
 delivery I/O, so a worker that dies mid-send leaves a row whose lease expires and which
 another worker claims again (with the same idempotency key, so receivers can drop a
-repeat). Statuses: pending -> sending -> sent | failed (permanent) | dead (retries used up).
+repeat). Statuses: pending -> sending -> sent | failed (permanent) | dead (retries used up);
+a channel whose provider refuses the server's credentials puts rows back to pending.
 """
 
 from __future__ import annotations
@@ -119,6 +120,12 @@ async def finish(
         alert.status = AlertStatus.SENT.value
         alert.sent_at = now
         alert.provider_message_id = result.provider_message_id
+    elif result.status is DeliveryStatus.MISCONFIGURED:
+        # The server's own credentials were refused: wait for the operator without using
+        # up the user's attempts.
+        alert.status = AlertStatus.PENDING.value
+        alert.attempts = max(alert.attempts - 1, 0)
+        alert.next_attempt_at = now + timedelta(seconds=result.retry_after_s or 0.0)
     elif result.status is DeliveryStatus.RETRY and alert.attempts < policy.max_attempts:
         alert.status = AlertStatus.PENDING.value
         alert.next_attempt_at = now + policy.delay_after(

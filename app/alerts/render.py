@@ -189,6 +189,7 @@ def _context(message: AlertMessage, max_listings: int) -> dict[str, object]:
         "more_count": message.more_count + len(views) - len(shown),
         "search_name": message.search_name,
         "manage_url": _web_url(message.manage_url),
+        "unsubscribe_url": _web_url(message.unsubscribe_url),
     }
 
 

@@ -2,7 +2,7 @@
 
 from app.models.alert import Alert
 from app.models.billing import AuditLog, StripeEvent
-from app.models.enums import AlertChannel, AlertKind, AlertStatus, Marketplace, Plan
+from app.models.enums import AlertChannel, AlertKind, AlertMode, AlertStatus, Marketplace, Plan
 from app.models.listing import Listing, ListingPrice, SearchMatch
 from app.models.search import Search
 from app.models.template import SearchTemplate
@@ -12,6 +12,7 @@ __all__ = [
     "Alert",
     "AlertChannel",
     "AlertKind",
+    "AlertMode",
     "AlertStatus",
     "ApiUsage",
     "AuditLog",

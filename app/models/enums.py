@@ -26,6 +26,14 @@ class AlertChannel(StrEnum):
     IN_APP = "in_app"
 
 
+class AlertMode(StrEnum):
+    """When a search's matches reach the external channels."""
+
+    INSTANT = "instant"
+    HOURLY = "hourly"
+    DAILY = "daily"
+
+
 class AlertStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"

@@ -28,6 +28,10 @@ class Search(Base):
     check_frequency_minutes: Mapped[int] = mapped_column(Integer)
     alert_on_first_check: Mapped[bool] = mapped_column(Boolean, default=False)
     alert_on_price_drop: Mapped[bool] = mapped_column(Boolean, default=False)
+    # instant | hourly | daily (AlertMode); periodic searches alert in-app at once and
+    # send one digest per channel when the period ends.
+    alert_mode: Mapped[str] = mapped_column(String(16), default="instant", server_default="instant")
+    last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

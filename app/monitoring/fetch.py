@@ -160,6 +160,7 @@ async def check_group(
                 alert_channels=tuple(s.alert_channels),
                 is_silent=s.id in group.first_check_ids and not s.alert_on_first_check,
                 alert_on_price_drop=s.alert_on_price_drop,
+                alert_mode=s.alert_mode,
             )
             for s in searches
         ]

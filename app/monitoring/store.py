@@ -21,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import dialect_insert
 from app.marketplaces.base import Listing
-from app.models import Alert, AlertChannel, AlertKind, AlertStatus, ListingPrice, SearchMatch
+from app.models import (
+    Alert,
+    AlertChannel,
+    AlertKind,
+    AlertMode,
+    AlertStatus,
+    ListingPrice,
+    SearchMatch,
+)
 from app.models import Listing as ListingRow
 from app.monitoring.matching import Matcher
 
@@ -39,6 +47,8 @@ class SearchToStore:
     # The first check records what is already listed without alerting, unless opted in.
     is_silent: bool
     alert_on_price_drop: bool
+    # Periodic searches (hourly/daily) alert in-app now; app.alerts.digests sends the rest.
+    alert_mode: str = AlertMode.INSTANT.value
 
 
 @dataclass(frozen=True)
@@ -252,7 +262,10 @@ def _listing_values(item: Listing, marketplace: str, now: datetime) -> dict[str,
 
 
 def _channels(search: SearchToStore) -> tuple[str, ...]:
-    """The search's channels plus the in-app feed, which every alert lands in."""
+    """The search's channels plus the in-app feed, which every alert lands in; only the
+    in-app feed for a periodic search (its digest goes out when the period ends)."""
+    if search.alert_mode != AlertMode.INSTANT.value:
+        return (AlertChannel.IN_APP.value,)
     chosen = tuple(dict.fromkeys(search.alert_channels))
     return chosen if AlertChannel.IN_APP.value in chosen else (*chosen, AlertChannel.IN_APP.value)
 

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.models.enums import AlertChannel, Marketplace
+from app.models.enums import AlertChannel, AlertMode, Marketplace
 from app.schemas.common import InputModel, OutputModel
 
 if TYPE_CHECKING:
@@ -141,6 +141,9 @@ class SearchCreate(InputModel):
     check_frequency_minutes: CheckFrequency = 30
     alert_on_first_check: bool = False
     alert_on_price_drop: bool = False
+    # instant: every check's new matches at once; hourly/daily: one digest per period
+    # (daily at DIGEST_DAILY_HOUR in the owner's time zone). The in-app feed is always instant.
+    alert_mode: AlertMode = AlertMode.INSTANT
 
 
 # Fields PATCH may set to null; every other field, when given, needs a value.
@@ -158,6 +161,7 @@ class SearchUpdate(InputModel):
     check_frequency_minutes: CheckFrequency | None = None
     alert_on_first_check: bool | None = None
     alert_on_price_drop: bool | None = None
+    alert_mode: AlertMode | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> Self:
@@ -189,6 +193,7 @@ class SearchOut(OutputModel):
     check_frequency_minutes: int
     alert_on_first_check: bool
     alert_on_price_drop: bool
+    alert_mode: str
     is_active: bool
     paused_at: datetime | None
     paused_reason: str | None

@@ -51,6 +51,7 @@ async def create(session: AsyncSession, data: SearchCreate, *, owner: User) -> S
         owner_id=owner.id,
         is_active=True,
         next_check_at=now,
+        last_digest_at=now,
         created_at=now,
         updated_at=now,
         **values,
@@ -121,6 +122,21 @@ async def delete(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.
     search = await get(session, search_id, owner_id=owner_id)
     await session.delete(search)
     await session.flush()
+
+
+async def stop_email_alerts(session: AsyncSession, search_id: uuid.UUID) -> Search:
+    """Take email off the search's alert channels (an unsubscribe link was followed; the
+    link's signature stands in for the owner's login). Repeating it changes nothing.
+    NotFound when the search no longer exists."""
+    search = await session.get(Search, search_id)
+    if search is None:
+        raise NotFound("This unsubscribe link is no longer valid")
+    if AlertChannel.EMAIL.value in search.alert_channels:
+        search.alert_channels = [
+            channel for channel in search.alert_channels if channel != AlertChannel.EMAIL.value
+        ]
+        await session.flush()
+    return search
 
 
 async def pause(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUID) -> Search:
@@ -218,6 +234,9 @@ async def _apply(
         for field in _RESTART_FIELDS
     )
     frequency_changed = frequency != search.check_frequency_minutes
+    if values.get("alert_mode", search.alert_mode) != search.alert_mode:
+        # A new period starts now: what was alerted before is not sent again in a digest.
+        search.last_digest_at = utcnow()
     for field, value in values.items():
         setattr(search, field, value)
     if restart:
@@ -241,6 +260,8 @@ def _values(data: SearchCreate | SearchUpdate, fields: set[str]) -> dict[str, An
             value = value.stored()
         elif field in ("marketplaces", "alert_channels"):
             value = [item.value for item in value]
+        elif field == "alert_mode":
+            value = value.value
         values[field] = value
     return values
 

@@ -34,9 +34,11 @@ def deliver_due() -> int:
 
 @celery_app.task(name="alerts.sweep_outbox")
 def sweep_outbox() -> int:
-    """Wake deliveries for every due row (new, retrying, or left by a dead worker): the
-    broker only speeds delivery up, this makes sure nothing waits on a lost message."""
+    """Write the periodic digests that are due, then wake deliveries for every due row (new,
+    retrying, or left by a dead worker): the broker only speeds delivery up, this makes sure
+    nothing waits on a lost message."""
     runtime = worker_delivery_runtime()
+    run_on_worker_loop(delivery.write_due_digests(runtime))
     state = run_on_worker_loop(_inspect(runtime))
     wakeups = min(MAX_PARALLEL_DELIVERIES, -(-state.due // BATCH_SIZE))
     for _ in range(wakeups):

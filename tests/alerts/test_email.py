@@ -50,6 +50,7 @@ MESSAGE = AlertMessage(
     ),
     search_name="iPhones",
     manage_url="https://mm.example/searches/1",
+    unsubscribe_url="https://mm.example/api/v1/unsubscribe/abc.def",
 )
 ESCAPED_TITLE = "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; iPhone 14"
 EHLO_NAME = "client.mm-test.localhost"
@@ -290,6 +291,9 @@ async def test_sendgrid_accepts_the_mail_and_its_message_id_is_kept(
     assert "<script>" not in sent.content("text/html")
     assert "https://mm.example/searches/1" in sent.content("text/html")
     assert body["headers"]["Message-ID"] == f"<{ALERT_ID}@mm.example>"
+    assert body["headers"]["List-Unsubscribe"] == "<https://mm.example/api/v1/unsubscribe/abc.def>"
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://mm.example/api/v1/unsubscribe/abc.def" in sent.content("text/plain")
     assert body["custom_args"] == {
         "alert_id": str(ALERT_ID),
         "idempotency_key": "new_listing:s1:l1:email",
@@ -341,28 +345,36 @@ async def test_sendgrid_refusing_the_recipient_address_is_permanent(
     assert sendgrid.calls == 1
 
 
-@pytest.mark.parametrize("status", [401, 403, 413])
-async def test_sendgrid_auth_sender_and_size_refusals_are_permanent(
-    client: httpx.AsyncClient, sendgrid: SendGridFake, status: int
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        # The server's key or sender is refused: the operator must act, the mail waits.
+        (401, DeliveryStatus.MISCONFIGURED),
+        (403, DeliveryStatus.MISCONFIGURED),
+        (413, DeliveryStatus.PERMANENT),
+    ],
+)
+async def test_sendgrid_auth_sender_and_size_refusals_are_not_retried_as_usual(
+    client: httpx.AsyncClient, sendgrid: SendGridFake, status: int, outcome: DeliveryStatus
 ) -> None:
     sendgrid.fail(status)
 
     result = await sendgrid_channel(client, sendgrid).send(RECIPIENT, MESSAGE)
 
-    assert result.status is DeliveryStatus.PERMANENT
+    assert result.status is outcome
     assert result.error is not None
     assert f"({status})" in result.error
     assert "verified" not in result.error  # SendGrid's own wording stays out
 
 
-async def test_a_wrong_sendgrid_key_is_refused_by_sendgrid_and_not_retried(
+async def test_a_wrong_sendgrid_key_is_reported_as_a_server_misconfiguration(
     client: httpx.AsyncClient, sendgrid: SendGridFake
 ) -> None:
     channel = sendgrid_channel(client, sendgrid, sendgrid_api_key="SG.wrong.key")
 
     result = await channel.send(RECIPIENT, MESSAGE)
 
-    assert result.status is DeliveryStatus.PERMANENT
+    assert result.status is DeliveryStatus.MISCONFIGURED
     assert result.error == "SendGrid rejected the API key (401)"
 
 
@@ -458,6 +470,9 @@ async def test_smtp_delivers_a_multipart_mail_with_escaped_html_and_our_message_
     assert ESCAPED_TITLE in html.get_content()
     assert "<script>" not in html.get_content()
     assert "£349.99" in html.get_content()
+    assert mail["List-Unsubscribe"] == "<https://mm.example/api/v1/unsubscribe/abc.def>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert 'href="https://mm.example/api/v1/unsubscribe/abc.def"' in html.get_content()
 
 
 async def test_the_same_alert_sent_twice_carries_the_same_message_id(
@@ -539,7 +554,7 @@ async def test_smtp_upgrades_with_starttls_when_offered_and_logs_in_from_the_url
     assert len(mailbox.messages) == 1
 
 
-async def test_smtp_wrong_password_is_permanent(
+async def test_smtp_wrong_password_is_a_server_misconfiguration(
     client: httpx.AsyncClient, mailbox: Mailbox, trusted_tls: ssl.SSLContext
 ) -> None:
     controller = start_smtp(
@@ -551,7 +566,7 @@ async def test_smtp_wrong_password_is_permanent(
     finally:
         controller.stop()
 
-    assert result.status is DeliveryStatus.PERMANENT
+    assert result.status is DeliveryStatus.MISCONFIGURED
     assert result.error == "mail server refused the login (535)"
     assert mailbox.messages == []
 
@@ -589,7 +604,7 @@ async def test_smtps_with_an_untrusted_certificate_is_retried(
     assert mailbox.messages == []
 
 
-async def test_credentials_for_a_server_that_offers_no_login_are_permanent(
+async def test_credentials_for_a_server_that_offers_no_login_are_a_misconfiguration(
     client: httpx.AsyncClient, mailbox: Mailbox, smtp_server: Controller
 ) -> None:
     # aiosmtpd offers AUTH only over TLS, and this server has no TLS.
@@ -597,6 +612,6 @@ async def test_credentials_for_a_server_that_offers_no_login_are_permanent(
 
     result = await smtp_channel(client, url).send(RECIPIENT, MESSAGE)
 
-    assert result.status is DeliveryStatus.PERMANENT
+    assert result.status is DeliveryStatus.MISCONFIGURED
     assert result.error == "mail server offers no login or TLS for SMTP_URL"
     assert mailbox.messages == []

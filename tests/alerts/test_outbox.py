@@ -318,3 +318,46 @@ async def test_sms_within_the_cap_is_sent_and_counted(
     usage_row = await session.scalar(select(ApiUsage).where(ApiUsage.kind == "sms"))
     assert usage_row is not None
     assert usage_row.count == 1
+
+
+async def test_refused_server_credentials_pause_the_channel_and_tell_the_admins(
+    app: FastAPI, session: AsyncSession, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = User(
+        email="admin@example.com", password_hash="x", plan="free", is_admin=True, apprise_urls=[]
+    )
+    session.add(admin)
+    await session.commit()
+    channel = ScriptedChannel(DeliveryResult.misconfigured("SendGrid rejected the API key (401)"))
+    first = await make_alert(session, user)
+    paused = runtime(app, channel)
+
+    with caplog.at_level("CRITICAL", logger="app.alerts.delivery"):
+        await delivery.deliver_due(paused)
+    first = await reload(session, first)
+    # Back to pending, no attempt used up, due again when the pause ends.
+    assert (first.status, first.attempts) == ("pending", 0)
+    assert first.last_error == "SendGrid rejected the API key (401)"
+    wait = (first.next_attempt_at - utcnow()).total_seconds()
+    assert 590 <= wait <= 600
+    assert "alert channel email paused" in caplog.text
+
+    # While paused, other email alerts wait without a provider call.
+    second = await make_alert(session, user)
+    await delivery.deliver_due(paused)
+    second = await reload(session, second)
+    assert len(channel.sent) == 1
+    assert (second.status, second.attempts) == ("pending", 0)
+    assert second.next_attempt_at >= first.next_attempt_at - timedelta(seconds=1)
+
+    # Admins hear about it once, in-app only (email is the channel that is down).
+    to_admin = select(Alert).where(Alert.user_id == admin.id, Alert.kind == "system")
+    notices = (await session.scalars(to_admin)).all()
+    assert [n.channel for n in notices] == ["in_app"]
+    assert "refused this server's credentials" in notices[0].payload["text"]
+
+    # After the pause (the operator fixed the key) both go out.
+    paused.paused_channels["email"] = utcnow() - timedelta(seconds=1)
+    later = utcnow() + timedelta(minutes=11)
+    report = await delivery.deliver_due(paused, now=later)
+    assert report.outcomes["sent"] == 2

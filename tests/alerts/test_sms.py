@@ -180,7 +180,7 @@ async def test_test_message_sends_its_text(channel: SmsChannel, twilio: TwilioFa
             20003,
             None,
             None,
-            DeliveryResult.permanent("Twilio refused the account credentials (HTTP 401)"),
+            DeliveryResult.misconfigured("Twilio refused the account credentials (HTTP 401)"),
             id="401-20003",
         ),
         pytest.param(
@@ -188,7 +188,7 @@ async def test_test_message_sends_its_text(channel: SmsChannel, twilio: TwilioFa
         ),
     ],
 )
-async def test_twilio_errors_become_retries_or_permanent_failures(
+async def test_twilio_errors_become_retries_permanent_failures_or_misconfiguration(
     channel: SmsChannel,
     twilio: TwilioFake,
     code: int,
@@ -215,14 +215,16 @@ async def test_unsubscribed_and_landline_numbers_fail_permanently(
     assert "not a valid mobile number" not in landline.error  # Twilio's own words stay out
 
 
-async def test_wrong_auth_token_is_a_permanent_failure(
+async def test_wrong_auth_token_is_a_server_misconfiguration(
     client: httpx.AsyncClient, twilio: TwilioFake
 ) -> None:
     channel = SmsChannel(
         client, twilio.account_sid, "wrong-token", twilio.from_number, base_url=twilio.base_url
     )
     result = await channel.send(recipient(), message())
-    assert result == DeliveryResult.permanent("Twilio refused the account credentials (HTTP 401)")
+    assert result == DeliveryResult.misconfigured(
+        "Twilio refused the account credentials (HTTP 401)"
+    )
     assert twilio.messages == []
 
 

@@ -113,7 +113,8 @@ async def test_search_output_shows_no_owner_internals(
     assert "owner_id" not in search
     assert set(search) == {
         "id", "name", "description", "criteria", "marketplaces", "alert_channels",
-        "check_frequency_minutes", "alert_on_first_check", "alert_on_price_drop", "is_active",
+        "check_frequency_minutes", "alert_on_first_check", "alert_on_price_drop", "alert_mode",
+        "is_active",
         "status", "paused_at", "paused_reason", "next_check_at", "last_checked_at",
         "last_error", "consecutive_failures", "created_at", "updated_at",
     }  # fmt: skip

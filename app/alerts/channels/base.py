@@ -2,7 +2,9 @@
 
 A channel turns one `AlertMessage` for one `Recipient` into one provider call and reports a
 `DeliveryResult`: delivered, retry later (429, 5xx, timeout), permanent (other 4xx, bad
-address), or gone (410: the endpoint asked never to be called again).
+address), gone (410: the endpoint asked never to be called again), or misconfigured (the
+provider refused this server's own credentials: no fault of the user's, so the message
+waits, undiminished, for the operator to fix the configuration).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class AlertMessage:
     search_id: uuid.UUID | None = None
     search_name: str | None = None
     manage_url: str | None = None  # where the user manages the search
+    # One-click link that stops this search's email alerts (List-Unsubscribe, RFC 8058).
+    unsubscribe_url: str | None = None
     text: str | None = None  # the body of test and system messages
 
 
@@ -62,6 +66,7 @@ class DeliveryStatus(StrEnum):
     RETRY = "retry"
     PERMANENT = "permanent"
     GONE = "gone"
+    MISCONFIGURED = "misconfigured"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class DeliveryResult:
     @classmethod
     def gone(cls, error: str) -> DeliveryResult:
         return cls(DeliveryStatus.GONE, error=error)
+
+    @classmethod
+    def misconfigured(cls, error: str) -> DeliveryResult:
+        return cls(DeliveryStatus.MISCONFIGURED, error=error)
 
 
 class AlertChannelSender(Protocol):

@@ -163,6 +163,7 @@ class EmailChannel:
                 "Message-ID": self.message_id(message),
                 "Auto-Submitted": "auto-generated",
                 "X-Alert-Id": str(message.alert_id),
+                **unsubscribe_headers(message),
             },
             # Echoed in SendGrid's event webhook, which ties a bounce back to its alert.
             "custom_args": {
@@ -205,6 +206,8 @@ class EmailChannel:
         except aiosmtplib.SMTPSenderRefused as exc:
             return _smtp_result(exc.code, "mail server refused the sender address")
         except aiosmtplib.SMTPAuthenticationError as exc:
+            if 500 <= exc.code < 600:
+                return DeliveryResult.misconfigured(f"mail server refused the login ({exc.code})")
             return _smtp_result(exc.code, "mail server refused the login")
         except aiosmtplib.SMTPResponseException as exc:
             return _smtp_result(exc.code, "mail server refused the message")
@@ -217,7 +220,7 @@ class EmailChannel:
         except aiosmtplib.SMTPException:
             # What remains is the server lacking what SMTP_URL asks for: AUTH (perhaps
             # offered only over TLS) or STARTTLS. Retrying changes nothing.
-            return DeliveryResult.permanent("mail server offers no login or TLS for SMTP_URL")
+            return DeliveryResult.misconfigured("mail server offers no login or TLS for SMTP_URL")
         return DeliveryResult.delivered(self.message_id(message))
 
     def _mime_message(
@@ -237,9 +240,22 @@ class EmailChannel:
         mail["Message-ID"] = self.message_id(message)
         mail["Auto-Submitted"] = "auto-generated"
         mail["X-Alert-Id"] = str(message.alert_id)
+        for name, value in unsubscribe_headers(message).items():
+            mail[name] = value
         mail.set_content(rendered.text)
         mail.add_alternative(rendered.html, subtype="html")
         return mail
+
+
+def unsubscribe_headers(message: AlertMessage) -> dict[str, str]:
+    """List-Unsubscribe with one-click POST (RFC 8058), which mail providers show as an
+    "Unsubscribe" button and require of bulk senders."""
+    if not message.unsubscribe_url:
+        return {}
+    return {
+        "List-Unsubscribe": f"<{message.unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
 
 
 def parse_smtp_url(url: str) -> SmtpServer:
@@ -281,9 +297,9 @@ def _sendgrid_result(response: httpx.Response) -> DeliveryResult:
         detail = f": {field}" if field else ""
         return DeliveryResult.permanent(f"SendGrid rejected the message (400{detail})")
     if status == 401:
-        return DeliveryResult.permanent("SendGrid rejected the API key (401)")
+        return DeliveryResult.misconfigured("SendGrid rejected the API key (401)")
     if status == 403:
-        return DeliveryResult.permanent("SendGrid refused the sender or the key's access (403)")
+        return DeliveryResult.misconfigured("SendGrid refused the sender or the key's access (403)")
     if status == 413:
         return DeliveryResult.permanent("message too large for SendGrid (413)")
     return DeliveryResult.permanent(f"SendGrid rejected the message ({status})")

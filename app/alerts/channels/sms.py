@@ -225,7 +225,9 @@ def _result(response: httpx.Response) -> DeliveryResult:
     if status >= 500 or status == 408:
         return DeliveryResult.retry(f"Twilio HTTP {status}", retry_after_s=retry_after_s)
     if status in (401, 403) or code == AUTHENTICATION_FAILED:
-        return DeliveryResult.permanent(f"Twilio refused the account credentials (HTTP {status})")
+        return DeliveryResult.misconfigured(
+            f"Twilio refused the account credentials (HTTP {status})"
+        )
     if code in PERMANENT_ERRORS:
         return DeliveryResult.permanent(f"{PERMANENT_ERRORS[code]} (Twilio {code})")
     if status < 400:
