@@ -78,7 +78,7 @@ class EmbeddedRunner:
         # A full batch means more may be waiting: keep going until the outbox is drained.
         while not self._stopping.is_set():
             report = await delivery.deliver_due(self._delivery, limit=DELIVERY_BATCH)
-            if report.claimed < DELIVERY_BATCH:
+            if not report.full:
                 return
 
     async def _run_once(self) -> None:

@@ -38,6 +38,7 @@ from app.services import plans, usage
 logger = logging.getLogger(__name__)
 
 WEBHOOK_DISABLE_AFTER = timedelta(days=5)
+CLAIMS_PER_SLOT = 5
 
 
 @dataclass
@@ -68,6 +69,8 @@ class DeliveryRuntime:
 class DeliveryReport:
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    # Claimed as many as it could take: more may be due, so call again.
+    full: bool = False
 
 
 async def deliver_due(
@@ -77,7 +80,11 @@ async def deliver_due(
     only_ids: Sequence[uuid.UUID] | None = None,
     now: datetime | None = None,
 ) -> DeliveryReport:
-    """Claim up to `limit` due alerts and deliver them, `concurrency` at a time."""
+    """Claim up to `limit` due alerts and deliver them, `concurrency` at a time.
+
+    At most a few rows per delivery slot are claimed at once, so a claimed row does not
+    wait in the batch until its lease runs out."""
+    limit = min(limit, runtime.concurrency * CLAIMS_PER_SLOT)
     async with runtime.session_factory() as session:
         claimed = await outbox.claim_due(
             session,
@@ -94,7 +101,9 @@ async def deliver_due(
             return await _deliver_one(runtime, alert_id)
 
     results = await asyncio.gather(*(bounded(alert_id) for alert_id in claimed))
-    return DeliveryReport(claimed=len(claimed), outcomes=Counter(results))
+    return DeliveryReport(
+        claimed=len(claimed), outcomes=Counter(results), full=len(claimed) >= limit
+    )
 
 
 async def write_due_digests(runtime: DeliveryRuntime) -> int:
@@ -110,6 +119,11 @@ async def write_due_digests(runtime: DeliveryRuntime) -> int:
 async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
     now = utcnow()
     async with runtime.session_factory() as session:
+        if not await outbox.renew_lease(
+            session, alert_id, worker_id=runtime.worker_id, now=now, lease=runtime.lease
+        ):
+            await session.commit()
+            return "lost_lease"
         alert = await session.get(Alert, alert_id)
         user = await session.get(User, alert.user_id) if alert else None
         if alert is None or user is None:
@@ -268,7 +282,7 @@ def build_message(alert: Alert, search: Search | None, runtime: DeliveryRuntime)
         kind=alert.kind,
         subject=_subject(alert.kind, listings, search_name, payload),
         listings=tuple(shown),
-        more_count=len(listings) - len(shown),
+        more_count=max(int(payload.get("total") or 0), len(listings)) - len(shown),
         search_id=alert.search_id,
         search_name=search_name,
         manage_url=(

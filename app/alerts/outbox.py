@@ -93,6 +93,26 @@ async def claim_due(
     return won
 
 
+async def renew_lease(
+    session: AsyncSession, alert_id: uuid.UUID, *, worker_id: str, now: datetime, lease: timedelta
+) -> bool:
+    """Start a fresh lease on a claimed row just before sending it; False when the row is
+    no longer this worker's (its lease ran out while it waited in the batch and another
+    worker took it). Only the holder of a live lease sends, so two workers never send the
+    same row at once. Flushes only."""
+    result = await session.execute(
+        update(Alert)
+        .where(
+            Alert.id == alert_id,
+            Alert.claimed_by == worker_id,
+            Alert.status == AlertStatus.SENDING.value,
+            Alert.lease_until >= now,
+        )
+        .values(lease_until=now + lease)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def finish(
     session: AsyncSession,
     alert_id: uuid.UUID,

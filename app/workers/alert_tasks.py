@@ -26,7 +26,7 @@ def deliver_due() -> int:
             delivery.deliver_due(worker_delivery_runtime(), limit=BATCH_SIZE)
         )
         total += report.claimed
-        if report.claimed < BATCH_SIZE:
+        if not report.full:
             return total
     deliver_due.delay()
     return total

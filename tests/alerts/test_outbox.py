@@ -175,6 +175,26 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_worker_is_fenced_of
     assert (alert.status, alert.claimed_by, alert.attempts) == ("sending", "w2", 2)
 
 
+async def test_a_row_whose_lease_ran_out_in_the_batch_is_not_sent_by_its_old_holder(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    """A slow batch: worker A claimed a row, the row waited past its lease, worker B took
+    it. A must not send it as well; only B's send happens, so the receiver sees one."""
+    alert = await make_alert(session, user)
+    expired = timedelta(seconds=-1)  # as if the batch had taken longer than the lease
+    assert await outbox.claim_due(session, worker_id="a", now=utcnow(), lease=expired) == [alert.id]
+    slow = ScriptedChannel()
+    assert await delivery._deliver_one(runtime(app, slow, worker="a"), alert.id) == "lost_lease"
+    assert slow.sent == []
+
+    taker = ScriptedChannel()
+    report = await delivery.deliver_due(runtime(app, taker, worker="b"))
+    assert report.outcomes["sent"] == 1
+    assert [m.alert_id for m in taker.sent] == [alert.id]
+    alert = await reload(session, alert)
+    assert (alert.status, alert.claimed_by) == ("sent", "b")
+
+
 async def test_many_concurrent_deliverers_send_each_alert_once(
     app: FastAPI, session: AsyncSession, user: User
 ) -> None:
