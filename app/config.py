@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_SECRET_KEY = "insecure-development-key-change-me-before-production"
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./data/marketmon.db"
 MIN_SECRET_KEY_BYTES = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigurationError(RuntimeError):
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_SQLITE_URL
     allow_sqlite_in_production: bool = False
     database_echo: bool = False
+    # PostgreSQL connections each process keeps open, and how many more it may open at peaks
+    # (an API process, a worker process: size PostgreSQL's max_connections for all of them).
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
 
     # --- broker / cache ---
     redis_url: str = ""
@@ -51,6 +56,18 @@ class Settings(BaseSettings):
     # NoDecode: the env source would otherwise insist on JSON and refuse "https://a,https://b".
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The interactive docs and the OpenAPI schema under /api/v1/; off hides them in production.
+    api_docs_enabled: bool = True
+    # Proxies trusted to set X-Forwarded-For/-Proto (comma-separated IPs or networks, or *);
+    # uvicorn reads the same variable.
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    # --- logs and metrics ---
+    log_level: str = "INFO"
+    # auto: JSON lines when DEBUG=False, readable lines otherwise; or json / console.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # Bearer token Prometheus sends to GET /metrics; unset = loopback clients only.
+    metrics_token: SecretStr = SecretStr("")
 
     # --- marketplaces ---
     ebay_app_id: str = ""
@@ -63,8 +80,46 @@ class Settings(BaseSettings):
     ebay_max_pages: int = Field(default=2, ge=1, le=50)
     ebay_page_size: int = Field(default=50, ge=1, le=200)
     ebay_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Browse calls per minute shared by every worker; raise it with an eBay quota increase.
+    ebay_requests_per_minute: int = Field(default=30, ge=1, le=100_000)
     # ISO country for searches whose location names none (eBay site, currency, delivery).
     default_country: str = Field(default="GB", pattern=r"^[A-Za-z]{2}$")
+    # Marketplaces this server checks, comma-separated (e.g. ebay,gumtree); empty = all of them.
+    marketplaces_enabled: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Sent to marketplaces read from their public pages; say who you are.
+    scraper_user_agent: str = "Mozilla/5.0 (compatible; MarketplaceMonitor/0.1; self-hosted)"
+    scraper_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    # 429/503 answers retried within one check, and the longest Retry-After waited out.
+    scraper_max_retries: int = Field(default=2, ge=0, le=5)
+    scraper_max_retry_wait_s: float = Field(default=10.0, ge=0, le=60)
+    # Outbound proxy for scraped marketplaces (http://user:pass@host:port); a marketplace's
+    # own *_PROXY_URL wins. Feeds (rss) never use it: their SSRF check must see the target.
+    http_proxy_url: str = ""
+    gumtree_base_url: str = "https://www.gumtree.com"
+    gumtree_proxy_url: str = ""
+    # {city} is the search's craigslist city (sfbay, london, ...).
+    craigslist_base_url: str = "https://{city}.craigslist.org"
+    craigslist_api_base_url: str = "https://sapi.craigslist.org"
+    craigslist_proxy_url: str = ""
+    # {domain} is the search's Vinted domain (co.uk, fr, de, ...).
+    vinted_base_url: str = "https://www.vinted.{domain}"
+    vinted_proxy_url: str = ""
+    reddit_base_url: str = "https://www.reddit.com"
+    # Reddit asks for <platform>:<app id>:<version> (by /u/<your reddit name>).
+    reddit_user_agent: str = "python:marketplace-monitor:0.1 (self-hosted)"
+    reddit_proxy_url: str = ""
+    # Largest feed read, in bytes; a bigger one fails the check.
+    rss_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024)
+    # Facebook Marketplace in a headless Chromium (the `facebook` extra); off without a browser.
+    facebook_base_url: str = "https://www.facebook.com"
+    # Empty = Debian's /usr/bin/chromium (or chromium on PATH) when present.
+    facebook_browser_path: str = ""
+    # A Playwright storage-state file with a logged-in session (`marketmon facebook login`).
+    facebook_storage_state_path: str = ""
+    facebook_max_scrolls: int = Field(default=3, ge=0, le=20)
+    facebook_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    facebook_requests_per_minute: int = Field(default=2, ge=1, le=60)
+    facebook_concurrency: int = Field(default=1, ge=1, le=4)
 
     # --- alert providers ---
     sendgrid_api_key: SecretStr = SecretStr("")
@@ -123,6 +178,9 @@ class Settings(BaseSettings):
     embedded_tick_s: float = Field(default=5.0, gt=0, le=300)
     # Seconds between two beat ticks that claim due searches (distributed mode).
     scheduler_tick_s: float = Field(default=10.0, ge=1, le=300)
+    # Seconds a claimed search waits for its check before a later tick claims it again (its
+    # task was lost with the broker, or its worker died). Keep it above the task time limit.
+    check_lease_s: float = Field(default=180.0, ge=5, le=3600)
     demo_marketplace_enabled: bool = True
     demo_listing_interval_s: float = Field(default=45.0, gt=0)
     fetch_cache_ttl_s: float = Field(default=10.0, ge=0, le=3600)
@@ -155,6 +213,13 @@ class Settings(BaseSettings):
     def _blank_is_automatic(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("marketplaces_enabled", mode="before")
+    @classmethod
+    def _split_marketplaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip().lower() for name in value.split(",") if name.strip()]
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -162,6 +227,15 @@ class Settings(BaseSettings):
             return json.loads(value)
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_log_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            if value not in LOG_LEVELS:
+                raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value
 
     @model_validator(mode="after")
@@ -182,6 +256,10 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "DEBUG=False with SQLite: use PostgreSQL, or set ALLOW_SQLITE_IN_PRODUCTION=true"
             )
+        if "*" in self.cors_origins:
+            raise ConfigurationError(
+                "DEBUG=False with CORS_ORIGINS=*: list the browser origins allowed to call the API"
+            )
         return self
 
     @property
@@ -191,6 +269,10 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def logs_as_json(self) -> bool:
+        return self.log_format == "json" or (self.log_format == "auto" and not self.debug)
 
     @property
     def runs_embedded_worker(self) -> bool:

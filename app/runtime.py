@@ -19,7 +19,7 @@ from app.alerts.channels.registry import build_channels
 from app.alerts.delivery import DeliveryRuntime
 from app.alerts.outbox import RetryPolicy
 from app.config import Settings
-from app.marketplaces.registry import build_adapters
+from app.marketplaces.registry import build_adapters, close_adapters
 from app.monitoring.cache import MemoryCache, RedisCache, ResponseCache
 from app.monitoring.fetch import MonitoringRuntime, UpstreamRateLimiter
 from app.security import ssrf
@@ -41,8 +41,12 @@ def _http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def build_monitoring_runtime(
-    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    *,
+    resolve: Resolver = ssrf.system_resolver,
 ) -> MonitoringRuntime:
+    """`resolve` resolves the host names of user-supplied feed URLs for the SSRF check."""
     client = _http_client(settings)
     cache: ResponseCache
     if settings.redis_url:
@@ -53,15 +57,17 @@ def build_monitoring_runtime(
         limiter_url = "memory://"
     return MonitoringRuntime(
         session_factory=session_factory,
-        adapters=build_adapters(client, settings),
+        adapters=build_adapters(client, settings, resolve),
         cache=cache,
         limiter=UpstreamRateLimiter(limiter_url),
         cache_ttl_s=settings.fetch_cache_ttl_s,
         http_client=client,
+        claim_lease=timedelta(seconds=settings.check_lease_s),
     )
 
 
 async def close_monitoring_runtime(runtime: MonitoringRuntime) -> None:
+    await close_adapters(runtime.adapters.values())
     await runtime.http_client.aclose()
     await runtime.cache.aclose()
     await runtime.limiter.aclose()

@@ -79,6 +79,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+UNREACHABLE_URL = "http://127.0.0.1:9"
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
@@ -89,6 +92,16 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "celery_broker_url": "",
         # Tests drive the engine themselves; no background scheduler touches their data.
         "embedded_worker": False,
+        # Scraped marketplaces never leave the machine: without a fake, a check that reaches
+        # one is refused at once by the discard port of 127.0.0.1.
+        "gumtree_base_url": UNREACHABLE_URL,
+        "craigslist_base_url": UNREACHABLE_URL + "/{city}",
+        "craigslist_api_base_url": UNREACHABLE_URL,
+        "vinted_base_url": UNREACHABLE_URL + "/{domain}",
+        "reddit_base_url": UNREACHABLE_URL,
+        "facebook_base_url": UNREACHABLE_URL,
+        # No browser: facebook is unavailable unless a test gives it one.
+        "facebook_browser_path": "/nonexistent/chromium",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

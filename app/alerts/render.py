@@ -30,6 +30,9 @@ MARKETPLACE_NAMES = {
     "gumtree": "Gumtree",
     "craigslist": "Craigslist",
     "facebook": "Facebook Marketplace",
+    "vinted": "Vinted",
+    "reddit": "Reddit",
+    "rss": "RSS feed",
     "demo": "Demo marketplace",
 }
 

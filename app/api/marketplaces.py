@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from app.api.deps import CurrentUser
-from app.models import Marketplace
-from app.monitoring.fetch import MonitoringRuntime
-from app.schemas.marketplaces import CapabilitiesOut, MarketplaceOut
+from app.api.deps import CurrentUser, MonitoringDep
+from app.schemas.marketplaces import MarketplaceOut
+from app.services import marketplaces
 
 router = APIRouter(prefix="/marketplaces", tags=["marketplaces"])
 
@@ -18,21 +16,7 @@ _AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or inval
 
 
 @router.get("/", response_model=list[MarketplaceOut], responses=_AUTH)
-async def list_marketplaces(request: Request, _user: CurrentUser) -> list[MarketplaceOut]:
+async def list_marketplaces(runtime: MonitoringDep, _user: CurrentUser) -> list[MarketplaceOut]:
     """Every marketplace known to the product, with what it can filter upstream and whether
     this server is set up to check it."""
-    runtime: MonitoringRuntime = request.app.state.monitoring_runtime
-    described = []
-    for marketplace in Marketplace:
-        adapter = runtime.adapters.get(marketplace.value)
-        described.append(
-            MarketplaceOut(
-                name=marketplace.value,
-                available=adapter is not None,
-                configured=adapter is not None and adapter.is_configured(),
-                capabilities=None
-                if adapter is None
-                else CapabilitiesOut(**asdict(adapter.capabilities)),
-            )
-        )
-    return described
+    return marketplaces.describe_all(runtime)

@@ -7,18 +7,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CurrentUser, MonitoringDep, SessionDep
+from app.api.deps import CurrentUser, MonitoringDep, SessionDep, URLPolicyDep
 from app.schemas.common import Page, PageParams
 from app.schemas.listings import ListingFilters, ListingPage, ListingQuery
 from app.schemas.searches import CheckResult, SearchCreate, SearchOut, SearchUpdate
-from app.services import listings, searches
+from app.services import listings, marketplaces, searches
 
 router = APIRouter(prefix="/searches", tags=["searches"])
 
 _AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid token"}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such search of yours"}}
 _INVALID: dict[int | str, dict[str, Any]] = {
-    422: {"description": "Invalid body, or an alert channel you have not set up"}
+    422: {
+        "description": "Invalid body or marketplace options, an unsafe feed URL, or an alert "
+        "channel you have not set up"
+    }
 }
 _PLAN: dict[int | str, dict[str, Any]] = {
     403: {"description": "Over your plan's limits (searches, marketplaces, frequency)"}
@@ -31,9 +34,16 @@ _PLAN: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_201_CREATED,
     responses={**_AUTH, **_PLAN, **_INVALID},
 )
-async def create_search(body: SearchCreate, session: SessionDep, user: CurrentUser) -> SearchOut:
+async def create_search(
+    body: SearchCreate,
+    session: SessionDep,
+    user: CurrentUser,
+    url_policy: URLPolicyDep,
+    monitoring: MonitoringDep,
+) -> SearchOut:
     """Save a search; it is active and checked at once."""
-    search = await searches.create(session, body, owner=user)
+    marketplaces.check_can_search(body.marketplaces, monitoring)
+    search = await searches.create(session, body, owner=user, url_policy=url_policy)
     return SearchOut.model_validate(search)
 
 
@@ -68,10 +78,16 @@ async def get_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUse
     responses={**_AUTH, **_PLAN, **_NOT_FOUND, **_INVALID},
 )
 async def replace_search(
-    search_id: uuid.UUID, body: SearchCreate, session: SessionDep, user: CurrentUser
+    search_id: uuid.UUID,
+    body: SearchCreate,
+    session: SessionDep,
+    user: CurrentUser,
+    url_policy: URLPolicyDep,
+    monitoring: MonitoringDep,
 ) -> SearchOut:
     """Replace every setting; new criteria or marketplaces restart the search afresh."""
-    search = await searches.replace(session, search_id, body, owner=user)
+    marketplaces.check_can_search(body.marketplaces, monitoring)
+    search = await searches.replace(session, search_id, body, owner=user, url_policy=url_policy)
     return SearchOut.model_validate(search)
 
 
@@ -81,10 +97,16 @@ async def replace_search(
     responses={**_AUTH, **_PLAN, **_NOT_FOUND, **_INVALID},
 )
 async def update_search(
-    search_id: uuid.UUID, body: SearchUpdate, session: SessionDep, user: CurrentUser
+    search_id: uuid.UUID,
+    body: SearchUpdate,
+    session: SessionDep,
+    user: CurrentUser,
+    url_policy: URLPolicyDep,
+    monitoring: MonitoringDep,
 ) -> SearchOut:
     """Change some settings; `criteria` is replaced as a whole."""
-    search = await searches.update(session, search_id, body, owner=user)
+    marketplaces.check_can_search(body.marketplaces or (), monitoring)
+    search = await searches.update(session, search_id, body, owner=user, url_policy=url_policy)
     return SearchOut.model_validate(search)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass(frozen=True)
@@ -15,9 +17,14 @@ class Capabilities:
     price_filter: bool = False
     condition_filter: bool = False
     location_filter: bool = False
+    # False: upstream returns its newest listings whatever the keywords (a subreddit, a
+    # feed), so every search on the same source shares one fetch.
+    keyword_filter: bool = True
     page_size: int = 50
     # Polite sustained rate towards the marketplace, shared by every worker.
     requests_per_minute: int = 60
+    # ISO countries (or the marketplace's own sites) it covers; empty = wherever it is.
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,21 @@ class Query:
     radius_km: int | None = None
     condition: str | None = None
     category: str | None = None
+    # This marketplace's own criteria (a city, a subreddit, a feed URL), sorted by name.
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str) -> str | None:
+        return dict(self.options).get(name)
+
+
+class MarketplaceOptions(BaseModel):
+    """A marketplace's own criteria of a search (`criteria.marketplace_options.<name>`):
+    string values, unknown keys refused. Adapters subclass it and declare the fields."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    # Fields holding a user-supplied URL: checked by the SSRF gate when a search is saved.
+    user_url_fields: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,13 @@ class MarketplaceAdapter(Protocol):
         ...
 
 
+@runtime_checkable
+class ClosableAdapter(Protocol):
+    """An adapter that owns resources of its own (a proxied HTTP client) to release."""
+
+    async def aclose(self) -> None: ...
+
+
 class MarketplaceError(Exception):
     """An upstream failure; the search records it and the other marketplaces carry on."""
 
@@ -79,3 +108,16 @@ class RateLimited(MarketplaceError):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Blocked(MarketplaceError):
+    """The marketplace refused to serve us: a 403, a CAPTCHA or challenge page, a login
+    wall. Shown on the search as "blocked (...)", never mistaken for "no results"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"blocked ({reason})")
+        self.reason = reason
+
+
+class PageLayoutChanged(MarketplaceError):
+    """A page or document we could not read: the source changed its layout or format."""

@@ -15,8 +15,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar
 
-from app.marketplaces.base import Capabilities, Listing, Query
+import httpx
+
+from app.marketplaces.base import Capabilities, Listing, MarketplaceOptions, Query
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.security.ssrf import Resolver
 
 _PREFIXES = ("", "Genuine", "Boxed", "Immaculate", "Job lot:", "Rare", "Used")
 _SUFFIXES = (
@@ -39,6 +46,7 @@ class DemoAdapter:
     capabilities = Capabilities(
         price_filter=False, condition_filter=False, location_filter=False, page_size=20
     )
+    options_model: ClassVar[type[MarketplaceOptions] | None] = None
 
     def __init__(
         self,
@@ -50,6 +58,15 @@ class DemoAdapter:
         self.seed = seed
         self.interval_s = interval_s
         self.clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, _client: httpx.AsyncClient, settings: Settings, _resolve: Resolver | None = None
+    ) -> DemoAdapter | None:
+        """The demo marketplace, or None when DEMO_MARKETPLACE_ENABLED is off."""
+        if not settings.demo_marketplace_enabled:
+            return None
+        return cls(interval_s=settings.demo_listing_interval_s)
 
     def is_configured(self) -> bool:
         return True

@@ -16,6 +16,9 @@ class Marketplace(StrEnum):
     CRAIGSLIST = "craigslist"
     FACEBOOK = "facebook"
     DEMO = "demo"
+    VINTED = "vinted"
+    REDDIT = "reddit"
+    RSS = "rss"
 
 
 class AlertChannel(StrEnum):

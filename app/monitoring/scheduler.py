@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.marketplaces.base import Capabilities, Query
@@ -47,6 +47,7 @@ async def claim_due_searches(
     now: datetime,
     limit: int = 10_000,
     only_ids: Sequence[uuid.UUID] | None = None,
+    lease: timedelta = CLAIM_LEASE,
 ) -> list[DueSearch]:
     """Claim active searches of active users that are due, oldest first, and lease them.
     With `only_ids`, claim exactly those (if active), due or not: a "check now".
@@ -72,7 +73,7 @@ async def claim_due_searches(
         await session.execute(
             update(Search)
             .where(Search.id.in_([row.id for row in rows]))
-            .values(next_check_at=now + CLAIM_LEASE)
+            .values(next_check_at=now + lease)
         )
     await session.commit()
     return [
@@ -84,6 +85,27 @@ async def claim_due_searches(
         )
         for row in rows
     ]
+
+
+async def oldest_due_at(session: AsyncSession, *, now: datetime) -> datetime | None:
+    """When the most overdue claimable search fell due (None: nothing is due): how far
+    behind the scheduler runs."""
+    return await session.scalar(
+        select(func.min(Search.next_check_at))
+        .join(User, User.id == Search.owner_id)
+        .where(Search.is_active.is_(True), User.is_active.is_(True), Search.next_check_at <= now)
+    )
+
+
+async def release_claims(
+    session: AsyncSession, search_ids: Sequence[uuid.UUID], *, now: datetime
+) -> None:
+    """Make claimed searches due again at once (their check was cut short by a shutdown),
+    instead of when their lease runs out. Flushes, never commits."""
+    if search_ids:
+        await session.execute(
+            update(Search).where(Search.id.in_(search_ids)).values(next_check_at=now)
+        )
 
 
 def unavailable_marketplaces(
@@ -107,7 +129,7 @@ def group_by_query(
     for search in due:
         for marketplace in search.marketplaces:
             if marketplace in capabilities:
-                query = upstream_query(search.criteria, capabilities[marketplace])
+                query = upstream_query(search.criteria, capabilities[marketplace], marketplace)
                 members.setdefault((marketplace, query), []).append(search)
     return [
         CheckGroup(
@@ -120,11 +142,18 @@ def group_by_query(
     ]
 
 
-def upstream_query(criteria: Mapping[str, Any], capabilities: Capabilities) -> Query:
-    """The query sent upstream: only what the marketplace filters server-side, normalised so
-    that equivalent searches produce equal queries. Everything is re-checked locally."""
+def upstream_query(
+    criteria: Mapping[str, Any], capabilities: Capabilities, marketplace: str = ""
+) -> Query:
+    """The query sent upstream: only what the marketplace filters server-side, plus its own
+    options (`criteria.marketplace_options.<marketplace>`), normalised so that equivalent
+    searches produce equal queries. Everything is re-checked locally."""
     keywords = tuple(sorted({k.strip().casefold() for k in criteria.get("keywords", ())}))
+    if not capabilities.keyword_filter:
+        # The source lists its newest items whatever the keywords: one fetch serves all.
+        keywords = ()
     prices = capabilities.price_filter
+    options = (criteria.get("marketplace_options") or {}).get(marketplace) or {}
     return Query(
         keywords=keywords,
         min_price=_decimal(criteria.get("min_price")) if prices else None,
@@ -135,7 +164,8 @@ def upstream_query(criteria: Mapping[str, Any], capabilities: Capabilities) -> Q
         else None,
         radius_km=criteria.get("radius_km") if capabilities.location_filter else None,
         condition=criteria.get("condition") if capabilities.condition_filter else None,
-        category=criteria.get("category"),
+        category=criteria.get("category") if capabilities.keyword_filter else None,
+        options=tuple(sorted((str(k), str(v)) for k, v in options.items())),
     )
 
 
@@ -157,6 +187,7 @@ def group_to_payload(group: CheckGroup) -> dict[str, Any]:
             query[key] = str(query[key])
     query["keywords"] = list(query["keywords"])
     query["exclude_keywords"] = list(query["exclude_keywords"])
+    query["options"] = [list(pair) for pair in query["options"]]
     return {
         "marketplace": group.marketplace,
         "query": query,
@@ -171,6 +202,8 @@ def group_from_payload(payload: Mapping[str, Any]) -> CheckGroup:
     query["exclude_keywords"] = tuple(query["exclude_keywords"])
     query["min_price"] = _decimal(query["min_price"])
     query["max_price"] = _decimal(query["max_price"])
+    # Messages queued before options existed carry none.
+    query["options"] = tuple((str(k), str(v)) for k, v in query.get("options", ()))
     return CheckGroup(
         marketplace=payload["marketplace"],
         query=Query(**query),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
     StringConstraints,
     computed_field,
@@ -18,7 +19,7 @@ from pydantic import (
 )
 
 from app.models.enums import AlertChannel, AlertMode, Marketplace
-from app.schemas.common import InputModel, OutputModel
+from app.schemas.common import InputModel, OutputModel, partial_update_schema
 
 if TYPE_CHECKING:
     from app.monitoring.cycle import CycleReport
@@ -75,13 +76,22 @@ Condition = Annotated[Literal["new", "used", "any"], BeforeValidator(_lower)]
 SearchName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Marketplaces = Annotated[
-    list[Marketplace], Field(min_length=1, max_length=4), AfterValidator(_unique)
+    list[Marketplace],
+    Field(min_length=1, max_length=4, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
 ]
 AlertChannels = Annotated[
-    list[AlertChannel], Field(min_length=0, max_length=5), AfterValidator(_unique)
+    list[AlertChannel],
+    Field(min_length=0, max_length=5, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
 ]
 CheckFrequency = Annotated[int, Field(ge=1, le=24 * 60)]
 Location = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+OptionName = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+OptionValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+OptionsByMarketplace = Annotated[
+    dict[OptionName, dict[OptionName, OptionValue]], Field(max_length=4)
+]
 
 
 class SearchCriteria(InputModel):
@@ -101,6 +111,10 @@ class SearchCriteria(InputModel):
     radius_km: int | None = Field(default=None, ge=1, le=500)
     condition: Condition | None = None
     category: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    # Criteria of one marketplace only, keyed by its name: {"craigslist": {"city": "sfbay"}}.
+    # Which keys each marketplace takes is checked against its adapter when the search is
+    # saved (GET /marketplaces/ lists them).
+    marketplace_options: OptionsByMarketplace | None = None
 
     @field_validator("keywords", "exclude_keywords")
     @classmethod
@@ -153,6 +167,8 @@ _NULLABLE_ON_PATCH = frozenset({"description"})
 class SearchUpdate(InputModel):
     """PATCH /searches/{id}: any subset of SearchCreate; `criteria` replaces the old one whole."""
 
+    model_config = ConfigDict(json_schema_extra=partial_update_schema(nullable=_NULLABLE_ON_PATCH))
+
     name: SearchName | None = None
     description: Description | None = None
     criteria: SearchCriteria | None = None
@@ -181,6 +197,7 @@ class SearchCriteriaOut(OutputModel):
     radius_km: int | None = None
     condition: str | None = None
     category: str | None = None
+    marketplace_options: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class SearchOut(OutputModel):

@@ -5,9 +5,10 @@ it resolves to must be public. The result (`CheckedURL`) carries the addresses t
 checked, so a sender dials exactly those (with the name as Host header and TLS SNI) and a
 DNS answer that changes between the check and the send cannot redirect it.
 
-`post_json_safely` is that sender, and the only way user URLs are called: it checks the
-URL again at send time, dials the checked address, never follows redirects and reads at
-most a small prefix of the answer.
+`post_json_safely` (webhooks) and `get_safely` (feeds) are those senders, and the only way
+user URLs are called: they check the URL again at send time, dial the checked address,
+read at most a capped prefix of the answer, and either never follow redirects (POST) or
+check every redirect target like the URL itself (GET).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import httpx
 
@@ -33,6 +34,8 @@ RESOLVE_TIMEOUT_S = 5.0
 DEFAULT_PORTS = {"https": 443, "http": 80}
 CONNECT_TIMEOUT_S = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024
+MAX_REDIRECTS = 3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Names that only ever mean something inside a network (RFC 6761, RFC 8375, ICANN's
 # .internal) or are common private conventions; no public service lives under them.
@@ -124,6 +127,7 @@ class SafeResponse:
     headers: httpx.Headers
     body_prefix: bytes  # at most the cap, as sent (still content-encoded, never decoded)
     elapsed_s: float
+    url: str = ""  # the checked URL that gave this answer (after redirects, for GET)
 
     @property
     def is_success(self) -> bool:
@@ -198,32 +202,87 @@ async def post_json_safely(
     if client.trust_env:
         raise ValueError("post_json_safely needs an httpx client built with trust_env=False")
     checked = await policy.check(url)
-    timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
-    started = time.monotonic()
-    last = len(checked.addresses) - 1
+    exchange = _Exchange(client, timeout_s, max_response_bytes)
     try:
         async with asyncio.timeout(timeout_s):
-            for index, address in enumerate(checked.addresses):
-                request = _pinned_request(client, checked, address, body, headers, timeout)
-                try:
-                    response = await client.send(request, stream=True, follow_redirects=False)
-                except (httpx.ConnectError, httpx.ConnectTimeout):
-                    if index == last:
-                        raise
-                    continue
-                try:
-                    prefix = await _read_prefix(response, max_response_bytes)
-                finally:
-                    await response.aclose()
-                return SafeResponse(
-                    status_code=response.status_code,
-                    headers=response.headers,
-                    body_prefix=prefix,
-                    elapsed_s=time.monotonic() - started,
-                )
+            return await exchange.send("POST", checked, body, headers)
     except TimeoutError as exc:
         raise httpx.TimeoutException(f"No complete answer within {timeout_s:g} s") from exc
-    raise httpx.ConnectError(f"{checked.host} has no address to connect to")
+
+
+async def get_safely(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    policy: URLPolicy,
+    timeout_s: float,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+    max_redirects: int = MAX_REDIRECTS,
+) -> SafeResponse:
+    """GET a user-supplied URL (a feed) without ever reaching a non-public address.
+
+    Like `post_json_safely`: checked under `policy` now, sent to the checked addresses with
+    the name as Host and TLS server name, the answer read up to `max_response_bytes`
+    (never decompressed), `timeout_s` for everything including redirects. A redirect is
+    followed only after its target passed the same check, at most `max_redirects` times;
+    after that the redirect itself comes back. Raises what `post_json_safely` raises.
+    """
+    if client.trust_env:
+        raise ValueError("get_safely needs an httpx client built with trust_env=False")
+    checked = await policy.check(url)
+    exchange = _Exchange(client, timeout_s, max_response_bytes)
+    try:
+        async with asyncio.timeout(timeout_s):
+            for hop in range(max_redirects + 1):
+                response = await exchange.send("GET", checked, None, headers)
+                location = response.headers.get("Location")
+                if response.status_code not in REDIRECT_STATUSES or not location:
+                    return response
+                if hop == max_redirects:
+                    return response
+                # A target the user never typed is checked exactly like one they did.
+                checked = await policy.check(urljoin(checked.url, location))
+    except TimeoutError as exc:
+        raise httpx.TimeoutException(f"No complete answer within {timeout_s:g} s") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Exchange:
+    """One request to a checked URL: its addresses in order, a capped read of the answer."""
+
+    def __init__(self, client: httpx.AsyncClient, timeout_s: float, max_bytes: int) -> None:
+        self.client = client
+        self.timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        self.max_bytes = max_bytes
+        self.started = time.monotonic()
+
+    async def send(
+        self, method: str, checked: CheckedURL, body: bytes | None, headers: Mapping[str, str]
+    ) -> SafeResponse:
+        last = len(checked.addresses) - 1
+        for index, address in enumerate(checked.addresses):
+            request = _pinned_request(
+                self.client, method, checked, address, body, headers, self.timeout
+            )
+            try:
+                response = await self.client.send(request, stream=True, follow_redirects=False)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if index == last:
+                    raise
+                continue
+            try:
+                prefix = await _read_prefix(response, self.max_bytes)
+            finally:
+                await response.aclose()
+            return SafeResponse(
+                status_code=response.status_code,
+                headers=response.headers,
+                body_prefix=prefix,
+                elapsed_s=time.monotonic() - self.started,
+                url=checked.url,
+            )
+        raise httpx.ConnectError(f"{checked.host} has no address to connect to")
 
 
 def address_problem(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
@@ -285,16 +344,17 @@ def _check_ntfy(netloc: str, path: str, query: str) -> None:
 
 def _pinned_request(
     client: httpx.AsyncClient,
+    method: str,
     checked: CheckedURL,
     address: str,
-    body: bytes,
+    body: bytes | None,
     headers: Mapping[str, str],
     timeout: httpx.Timeout,
 ) -> httpx.Request:
-    """A POST to `address` itself that still names the host the user gave."""
+    """A request to `address` itself that still names the host the user gave."""
     literal = f"[{address}]" if ":" in address else address
     request = client.build_request(
-        "POST",
+        method,
         f"{checked.scheme}://{literal}:{checked.port}{checked.target}",
         content=body,
         headers={

@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import Conflict, InvalidInput, NotFound
+from app.marketplaces import registry as marketplace_registry
 from app.models import Search, User
 from app.models.enums import AlertChannel, Plan
 from app.monitoring import cycle
 from app.monitoring.cycle import CycleReport
 from app.monitoring.fetch import MonitoringRuntime
 from app.schemas.searches import SearchCreate, SearchCriteria, SearchUpdate
+from app.security import ssrf
 from app.services import plans, usage
 
 PAUSED_BY_OWNER = "Paused by the owner"
@@ -31,11 +33,19 @@ PAUSED_BY_OWNER = "Paused by the owner"
 _RESTART_FIELDS = frozenset({"criteria", "marketplaces"})
 
 
-async def create(session: AsyncSession, data: SearchCreate, *, owner: User) -> Search:
+async def create(
+    session: AsyncSession,
+    data: SearchCreate,
+    *,
+    owner: User,
+    url_policy: ssrf.URLPolicy | None = None,
+) -> Search:
     """A new active search, due at once.
 
     Raises PlanLimitExceeded (active searches, marketplaces, frequency) and InvalidInput
-    (a chosen alert channel the owner has not set up).
+    (a chosen alert channel the owner has not set up; marketplace options that are
+    missing, unknown or invalid, or a feed URL `url_policy` refuses; without a policy,
+    the strictest one).
     """
     await _lock_owner(session, owner.id)
     plans.check_new_active_search(owner.plan, await _active_count(session, owner.id))
@@ -45,6 +55,9 @@ async def create(session: AsyncSession, data: SearchCreate, *, owner: User) -> S
         values,
         marketplaces=values["marketplaces"],
         check_frequency_minutes=values["check_frequency_minutes"],
+    )
+    await _check_marketplace_options(
+        values, marketplaces=values["marketplaces"], criteria=values["criteria"], policy=url_policy
     )
     now = utcnow()
     search = Search(
@@ -95,18 +108,29 @@ async def get(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUI
 
 
 async def replace(
-    session: AsyncSession, search_id: uuid.UUID, data: SearchCreate, *, owner: User
+    session: AsyncSession,
+    search_id: uuid.UUID,
+    data: SearchCreate,
+    *,
+    owner: User,
+    url_policy: ssrf.URLPolicy | None = None,
 ) -> Search:
     """PUT: every setting from `data` (omitted optional fields take their defaults).
 
     Raises NotFound, PlanLimitExceeded, InvalidInput; nothing changes when it raises.
     """
     search = await get(session, search_id, owner_id=owner.id)
-    return await _apply(session, search, _values(data, set(SearchCreate.model_fields)), owner)
+    values = _values(data, set(SearchCreate.model_fields))
+    return await _apply(session, search, values, owner, url_policy)
 
 
 async def update(
-    session: AsyncSession, search_id: uuid.UUID, changes: SearchUpdate, *, owner: User
+    session: AsyncSession,
+    search_id: uuid.UUID,
+    changes: SearchUpdate,
+    *,
+    owner: User,
+    url_policy: ssrf.URLPolicy | None = None,
 ) -> Search:
     """PATCH: only the fields given. Plan limits are checked when marketplaces or the
     frequency are given; channels when channels are given.
@@ -114,7 +138,8 @@ async def update(
     Raises NotFound, PlanLimitExceeded, InvalidInput; nothing changes when it raises.
     """
     search = await get(session, search_id, owner_id=owner.id)
-    return await _apply(session, search, _values(changes, changes.model_fields_set), owner)
+    values = _values(changes, changes.model_fields_set)
+    return await _apply(session, search, values, owner, url_policy)
 
 
 async def delete(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUID) -> None:
@@ -220,7 +245,11 @@ async def check_now(
 
 
 async def _apply(
-    session: AsyncSession, search: Search, values: dict[str, Any], owner: User
+    session: AsyncSession,
+    search: Search,
+    values: dict[str, Any],
+    owner: User,
+    url_policy: ssrf.URLPolicy | None,
 ) -> Search:
     frequency = values.get("check_frequency_minutes", search.check_frequency_minutes)
     _check_settings(
@@ -229,6 +258,13 @@ async def _apply(
         marketplaces=values.get("marketplaces", search.marketplaces),
         check_frequency_minutes=frequency,
     )
+    if values.keys() & {"criteria", "marketplaces"}:
+        await _check_marketplace_options(
+            values,
+            marketplaces=values.get("marketplaces", search.marketplaces),
+            criteria=values.get("criteria", search.criteria),
+            policy=url_policy,
+        )
     restart = any(
         field in values and _differs(getattr(search, field), values[field])
         for field in _RESTART_FIELDS
@@ -277,6 +313,33 @@ def _check_settings(
             check_frequency_minutes=check_frequency_minutes,
         )
     _check_channels(owner, values.get("alert_channels", []))
+
+
+async def _check_marketplace_options(
+    values: dict[str, Any],
+    *,
+    marketplaces: list[str],
+    criteria: dict[str, Any],
+    policy: ssrf.URLPolicy | None,
+) -> None:
+    """Check the criteria's marketplace options against the resulting marketplaces and
+    store them normalised in `values["criteria"]` (when the body gives criteria). Feed
+    URLs pass the SSRF gate now, and again at every fetch."""
+    options = marketplace_registry.check_options(
+        marketplaces, criteria.get("marketplace_options") or {}
+    )
+    policy = policy or ssrf.URLPolicy(resolve=ssrf.system_resolver)
+    for path, url in marketplace_registry.user_urls(options):
+        try:
+            await policy.check(url)
+        except ssrf.UnsafeURL as exc:
+            raise ssrf.UnsafeURL(f"{path}: {exc.detail}") from exc
+    if "criteria" in values:
+        values["criteria"] = {
+            key: value for key, value in values["criteria"].items() if key != "marketplace_options"
+        }
+        if options:
+            values["criteria"]["marketplace_options"] = options
 
 
 def _check_channels(owner: User, channels: list[str]) -> None:

@@ -35,6 +35,12 @@ SEED_BODY: dict[str, Any] = {
     "check_frequency_minutes": 30,
 }
 
+# Craigslist needs a city of its own.
+CRAIGSLIST_CRITERIA = {
+    **SEED_BODY["criteria"],
+    "marketplace_options": {"craigslist": {"city": "london"}},
+}
+
 
 def body(**overrides: Any) -> dict[str, Any]:
     return {**SEED_BODY, **overrides}
@@ -308,6 +314,7 @@ async def test_pro_plan_allows_three_marketplaces_every_five_minutes_but_not_fou
     search = await create(
         client,
         pro_headers,
+        criteria=CRAIGSLIST_CRITERIA,
         marketplaces=["ebay", "gumtree", "craigslist"],
         check_frequency_minutes=5,
     )
@@ -341,7 +348,8 @@ async def test_business_plan_has_no_limit_on_active_searches(
     search = await create(
         client,
         business_headers,
-        marketplaces=["ebay", "gumtree", "craigslist", "facebook"],
+        criteria=CRAIGSLIST_CRITERIA,
+        marketplaces=["ebay", "gumtree", "craigslist", "demo"],
         check_frequency_minutes=1,
     )
     assert search["check_frequency_minutes"] == 1
@@ -706,14 +714,32 @@ async def test_check_now_runs_the_check_and_reports_what_it_found(
     assert listed.json()["total"] == result["matches_new"]
 
 
-async def test_check_now_on_an_unavailable_marketplace_records_the_error(
-    client: httpx.AsyncClient, headers: dict[str, str]
+async def test_a_search_on_a_marketplace_missing_its_software_is_refused(
+    client: httpx.AsyncClient, headers: dict[str, str], session: AsyncSession, user: User
 ) -> None:
-    created = await create(client, headers, marketplaces=["facebook"])
-    response = await client.post(f"{URL}{created['id']}/check", headers=headers)
+    refused = await client.post(URL, json=body(marketplaces=["facebook"]), headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "invalid_input"
+    assert "facebook is not available on this server" in refused.json()["detail"]
+    existing = await make_search(session, owner=user)
+    patched = await client.patch(
+        f"{URL}{existing.id}", json={"marketplaces": ["facebook"]}, headers=headers
+    )
+    assert patched.status_code == 422
+    assert (await client.get(f"{URL}{existing.id}", headers=headers)).json()["marketplaces"] == [
+        "ebay"
+    ]
+
+
+async def test_check_now_on_an_unavailable_marketplace_records_the_error(
+    client: httpx.AsyncClient, headers: dict[str, str], session: AsyncSession, user: User
+) -> None:
+    # Saved while the server still had a browser for it.
+    search = await make_search(session, owner=user, marketplaces=["facebook"])
+    response = await client.post(f"{URL}{search.id}/check", headers=headers)
     assert response.status_code == 200, response.text
-    assert response.json()["errors"] == ["facebook: not available on this server"]
-    assert response.json()["search"]["last_error"] == "facebook: not available on this server"
+    assert response.json()["errors"] == ["facebook: not configured on this server"]
+    assert response.json()["search"]["last_error"] == "facebook: not configured on this server"
     assert response.json()["search"]["consecutive_failures"] == 1
 
 

@@ -152,7 +152,7 @@ async def test_an_upgrade_lifts_the_limits_at_once_and_pauses_nothing(
     body = {
         "name": "Fast and wide",
         "criteria": {"keywords": ["gameboy"]},
-        "marketplaces": ["ebay", "gumtree", "craigslist"],
+        "marketplaces": ["ebay", "gumtree", "demo"],
         "check_frequency_minutes": 5,
     }
     refused = await client.post("/api/v1/searches/", json=body, headers=headers)

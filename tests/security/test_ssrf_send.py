@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from app.security import signing, ssrf
+from tests.fakes.feeds import FeedFake
 from tests.fakes.webhook_receiver import GuardedBackend, Reply, WebhookReceiver, guarded_client
 from tests.security.test_ssrf import (
     NAMES,
@@ -357,3 +358,84 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# --- GET (feeds) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def feeds() -> Iterator[FeedFake]:
+    with FeedFake() as server:
+        yield server
+
+
+async def test_get_follows_a_redirect_only_after_checking_its_target(feeds: FeedFake) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        response = await ssrf.get_safely(
+            client, feeds.base_url + "/moved", {}, policy=loopback_policy(), timeout_s=5
+        )
+    assert response.status_code == 200
+    assert response.url == feeds.base_url + "/feed.xml"
+    assert response.body_prefix.startswith(b"<?xml")
+    assert [r.path for r in feeds.received] == ["/moved", "/feed.xml"]
+    assert all(r.headers["accept-encoding"] == "identity" for r in feeds.received)
+
+
+@pytest.mark.parametrize("path", ["/to-private", "/to-metadata"])
+async def test_get_refuses_a_redirect_to_a_private_target_before_connecting(
+    path: str, feeds: FeedFake, guarded: tuple[httpx.AsyncClient, GuardedBackend]
+) -> None:
+    client, backend = guarded
+    with pytest.raises(ssrf.UnsafeURL):
+        await ssrf.get_safely(
+            client, feeds.base_url + path, {}, policy=loopback_policy(NAMES), timeout_s=5
+        )
+    assert backend.attempts == [("127.0.0.1", feeds.port)]
+
+
+async def test_get_dials_the_checked_address_of_a_redirect_target(
+    feeds: FeedFake, guarded: tuple[httpx.AsyncClient, GuardedBackend], canary: WebhookReceiver
+) -> None:
+    client, backend = guarded
+    policy = loopback_policy({"feeds.example.com": [PUBLIC_V4]})
+    await ssrf.get_safely(client, feeds.base_url + "/to-public", {}, policy=policy, timeout_s=5)
+    # The public address the check saw, never a fresh lookup (diverted to the canary here).
+    assert backend.attempts == [("127.0.0.1", feeds.port), (PUBLIC_V4, 80)]
+    assert canary.connections == 1
+
+
+async def test_get_without_the_loopback_allowance_never_reaches_a_local_feed(
+    feeds: FeedFake, guarded: tuple[httpx.AsyncClient, GuardedBackend]
+) -> None:
+    client, backend = guarded
+    policy = ssrf.URLPolicy(resolve=FakeResolver(NAMES), allow_http=True)
+    with pytest.raises(ssrf.UnsafeURL, match=r"default http port"):
+        await ssrf.get_safely(client, feeds.base_url + "/feed.xml", {}, policy=policy, timeout_s=5)
+    assert backend.attempts == []
+    assert feeds.received == []
+
+
+async def test_get_stops_after_three_redirects_and_reads_at_most_the_cap(feeds: FeedFake) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        looping = await ssrf.get_safely(
+            client, feeds.base_url + "/loop", {}, policy=loopback_policy(), timeout_s=5
+        )
+        capped = await ssrf.get_safely(
+            client,
+            feeds.base_url + "/big.xml",
+            {},
+            policy=loopback_policy(),
+            timeout_s=5,
+            max_response_bytes=1000,
+        )
+    assert looping.status_code == 302
+    assert len([r for r in feeds.received if r.path == "/loop"]) == 4
+    assert len(capped.body_prefix) == 1000
+
+
+async def test_get_needs_a_client_that_ignores_proxy_settings(feeds: FeedFake) -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ValueError, match="trust_env=False"):
+            await ssrf.get_safely(
+                client, feeds.base_url + "/feed.xml", {}, policy=loopback_policy(), timeout_s=5
+            )
