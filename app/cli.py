@@ -1,4 +1,5 @@
-"""`marketmon`: run the service, migrate the database, load templates, manage admins.
+"""`marketmon`: run the service and its workers, migrate the database, load templates,
+manage admins, check a search by hand, and diagnose an install.
 
 Every command reads the same settings as the API (environment variables, then `.env` in
 the current directory); with neither, it runs in embedded mode on SQLite under ./data.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
+import uuid
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -23,9 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import db
+from app import db, logs
 from app.config import DEFAULT_SECRET_KEY, ConfigurationError, Settings
-from app.models import Plan, SearchTemplate, User
+from app.models import Plan, Search, SearchTemplate, User
 from app.schemas.auth import RegisterIn
 from app.services import accounts, billing
 from app.services import templates as template_service
@@ -35,6 +37,8 @@ ADMIN_PASSWORD_ENV = "MARKETMON_ADMIN_PASSWORD"
 # Names that mark a plain-string setting as a secret too, so a new field is masked by default.
 SECRET_NAME_PARTS = ("secret", "password", "token", "key")
 MASK = "********"
+# Seconds requests in flight get to finish when the API is asked to stop.
+GRACEFUL_SHUTDOWN_S = 30
 
 audit_logger = logging.getLogger("app.audit")
 
@@ -44,6 +48,8 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Docstrings are wrapped at 100 columns: let --help re-flow their paragraphs.
+    rich_markup_mode="markdown",
 )
 
 T = TypeVar("T")
@@ -51,11 +57,13 @@ T = TypeVar("T")
 
 @cli.callback()
 def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-        stream=sys.stderr,
-    )
+    # Broken settings are reported by the command itself; log readably meanwhile.
+    try:
+        settings = Settings()
+    except (ConfigurationError, ValidationError):
+        logs.configure(json=False)
+        return
+    logs.configure(json=settings.logs_as_json, level=settings.log_level)
 
 
 @cli.command()
@@ -64,19 +72,29 @@ def run(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
-    """Apply migrations, then serve the API (by default on SQLite under ./data, no broker)."""
+    """Apply migrations, then serve the API (by default on SQLite under ./data, no broker).
+
+    Ctrl-C or SIGTERM stops it gracefully: requests in flight finish (for up to 30 s), the
+    background scheduler stops within a tick and hands back what it had claimed.
+    """
     import uvicorn  # only this command needs the server
 
     settings = _load_settings()
     _upgrade(settings.database_url)
-    typer.echo(f"API on http://{host}:{port}  (docs: http://{host}:{port}/api/v1/docs)")
+    docs = f"  (docs: http://{host}:{port}/api/v1/docs)" if settings.api_docs_enabled else ""
+    typer.echo(f"API on http://{host}:{port}{docs}")
     uvicorn.run(
         "app.main:app",
         host=host,
         port=port,
         reload=reload,
         reload_dirs=[str(PROJECT_ROOT / "app")] if reload else None,
-        log_level="info",
+        log_level=settings.log_level.lower(),
+        # The app's own log format applies to uvicorn's lines too (see app/logs.py).
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
@@ -195,6 +213,170 @@ def config_check() -> None:
     typer.echo(f"\nConfiguration OK: {mode}, background work: {broker}.")
 
 
+@cli.command()
+def check(
+    search_id: Annotated[
+        uuid.UUID, typer.Argument(metavar="SEARCH_ID", help="Id of the saved search.")
+    ],
+) -> None:
+    """Check one saved search now, whatever its schedule, and print what was found.
+
+    New matches and their alerts are stored as in a scheduled check; the workers (or the
+    running API in embedded mode) deliver the alerts. Exits 1 when the check failed.
+    """
+    settings = _load_settings()
+    # Imported here, like the other heavy parts: every other command starts faster.
+    from app.monitoring import cycle
+    from app.runtime import build_monitoring_runtime, close_monitoring_runtime
+
+    async def go() -> tuple[Search | None, cycle.CycleReport]:
+        engine = db.engine_from_settings(settings)
+        runtime = build_monitoring_runtime(settings, db.create_session_factory(engine))
+        try:
+            async with runtime.session_factory() as session:
+                search = await session.get(Search, search_id)
+            if search is None:
+                return None, cycle.CycleReport()
+            return search, await cycle.check_searches_now(runtime, [search_id])
+        finally:
+            await close_monitoring_runtime(runtime)
+            await engine.dispose()
+
+    try:
+        search, report = asyncio.run(go())
+    except (SQLAlchemyError, OSError) as exc:
+        _fail(f"Database error on {mask_url(settings.database_url)}: {exc}")
+    if search is None:
+        _fail(f"No search with the id {search_id}.")
+    if not report.searches:
+        _fail(f"'{search.name}' was not checked: it is paused, or being checked right now.")
+    typer.echo(f"Checked '{search.name}' on {', '.join(search.marketplaces)}:")
+    for outcome in report.outcomes:
+        if outcome.error:
+            typer.echo(f"  {outcome.marketplace}: failed: {outcome.error}")
+        else:
+            stored = outcome.stored
+            typer.echo(
+                f"  {outcome.marketplace}: {outcome.listings_fetched} listings, "
+                f"{stored.listings_new} new, {stored.matches_new} new matches, "
+                f"{stored.alerts_created} alerts queued"
+            )
+    if report.errors:
+        raise typer.Exit(code=1)
+
+
+class WorkerQueue(StrEnum):
+    monitoring = "monitoring"
+    alerts = "alerts"
+    all = "all"
+
+
+@cli.command()
+def worker(
+    queue: Annotated[
+        WorkerQueue,
+        typer.Option(
+            "--queue",
+            "-Q",
+            help="monitoring: checks marketplaces; alerts: delivers alerts; all: both.",
+            case_sensitive=False,
+        ),
+    ] = WorkerQueue.all,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help="Worker processes (default 4 for monitoring and all, 2 for alerts).",
+            show_default=False,
+        ),
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level.")] = "info",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="Node name, e.g. alerts@%h (default celery@%h).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run a Celery worker (`celery -A app.workers.celery_app worker -Q ...`).
+
+    SIGTERM (or one Ctrl-C) is a warm shutdown: tasks in progress finish, messages not yet
+    started stay queued for another worker. Needs a broker (REDIS_URL or CELERY_BROKER_URL).
+    """
+    settings = _load_settings()
+    if not settings.broker_url:
+        typer.echo("Note: no REDIS_URL or CELERY_BROKER_URL set; using the default local Redis.")
+    # Imported here: the Celery app reads the settings, which _load_settings has vetted.
+    from app.workers.celery_app import ALERTS_QUEUE, MONITORING_QUEUE, celery_app
+
+    queues = {
+        WorkerQueue.monitoring: MONITORING_QUEUE,
+        WorkerQueue.alerts: ALERTS_QUEUE,
+        WorkerQueue.all: f"{MONITORING_QUEUE},{ALERTS_QUEUE}",
+    }[queue]
+    default_concurrency = 2 if queue is WorkerQueue.alerts else 4
+    argv = ["worker", "-Q", queues, "-l", loglevel, "-c", str(concurrency or default_concurrency)]
+    if name:
+        argv += ["-n", name]
+    celery_app.worker_main(argv)
+
+
+@cli.command()
+def beat(
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level.")] = "info",
+    schedule: Annotated[
+        Path | None,
+        typer.Option(
+            "--schedule",
+            "-s",
+            help="Where beat keeps its schedule state (default ./celerybeat-schedule).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run Celery beat, the scheduler (`celery -A app.workers.celery_app beat`).
+
+    Every SCHEDULER_TICK_S it has due searches claimed and checked; it also sweeps the alert
+    outbox and deletes old listings. Run one (a second one does no harm: ticks are locked).
+    """
+    _load_settings()
+    from app.workers.celery_app import celery_app  # reads the settings, vetted just now
+
+    argv = ["beat", "-l", loglevel]
+    if schedule is not None:
+        argv += ["-s", str(schedule)]
+    celery_app.start(argv)
+
+
+@cli.command()
+def doctor() -> None:
+    """Check that everything this server needs answers: the database (and its migrations),
+    Redis, the broker, each marketplace's credentials and each alert channel's settings.
+
+    Prints one line per check with what is missing; exits 1 when something required is
+    broken (a database, Redis or broker that does not answer, credentials refused).
+    """
+    settings = _load_settings()
+    from app.doctor import Level, diagnose  # builds every marketplace and channel
+
+    head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
+    mode = "development (DEBUG=True)" if settings.debug else "production (DEBUG=False)"
+    typer.echo(f"{'ok':<5} {'settings':<24} {mode}")
+    findings = asyncio.run(diagnose(settings, head_revision=head or "base", show_url=mask_url))
+    for finding in findings:
+        typer.echo(f"{finding.level.value:<5} {finding.subject:<24} {finding.detail}")
+    broken = [f for f in findings if f.level is Level.FAIL]
+    if broken:
+        typer.echo(f"\n{len(broken)} problem(s) to fix before this server works.", err=True)
+        raise typer.Exit(code=1)
+    typer.echo("\nEverything required answers.")
+
+
 def main() -> None:
     """Console-script entry point (`marketmon`)."""
     cli(prog_name="marketmon")
@@ -275,7 +457,7 @@ def _run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable
     """Run `work` in one committed unit of work; database trouble exits 1 with a hint."""
 
     async def go() -> T:
-        engine = db.create_engine(settings.database_url)
+        engine = db.engine_from_settings(settings)
         results: list[T] = []
         try:
             # Run the generator to its end: the commit happens after the yield.
@@ -300,6 +482,38 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
     )
+
+
+facebook_cli = typer.Typer(help="The optional Facebook Marketplace adapter.", no_args_is_help=True)
+cli.add_typer(facebook_cli, name="facebook")
+
+
+@facebook_cli.command("login")
+def facebook_login() -> None:
+    """Log in to Facebook in a visible browser and save the session to
+    FACEBOOK_STORAGE_STATE_PATH, for the facebook adapter. Needs the `facebook` extra, a
+    Chromium and a display. The password is typed into Facebook's page, never stored here."""
+    from app.marketplaces import facebook
+
+    settings = _load_settings()
+    browser = facebook.find_browser(settings.facebook_browser_path)
+    if not facebook.playwright_installed() or browser is None:
+        _fail("Needs the facebook extra (pip install -e '.[facebook]') and a Chromium browser.")
+    if not settings.facebook_storage_state_path:
+        _fail("Set FACEBOOK_STORAGE_STATE_PATH (e.g. ./data/facebook-session.json) first.")
+
+    def wait_for_login() -> None:
+        typer.prompt("Log in in the browser window, then press Enter here", default="")
+
+    asyncio.run(
+        facebook.save_login_session(
+            browser_path=browser,
+            base_url=settings.facebook_base_url,
+            storage_state_path=settings.facebook_storage_state_path,
+            wait_for_login=wait_for_login,
+        )
+    )
+    typer.echo(f"Session saved to {settings.facebook_storage_state_path}.")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: a request id on every response, and a cap on request body size."""
+"""Pure ASGI middleware: a request id on every response (and on every log line of the
+request), and a cap on request body size."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import uuid
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import logs
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -33,7 +36,8 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with logs.request_context(request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 class _BodyTooLarge(HTTPException):

@@ -1,8 +1,8 @@
 """Embedded mode: the scheduler loop inside the API process (SQLite, no broker).
 
 It calls the same functions as the Celery tasks: `cycle.run_cycle` and
-`delivery.deliver_due` every tick, the listing cleanup once an hour. Stops cleanly with the
-app (Ctrl-C, SIGTERM).
+`delivery.deliver_due` every tick, the listing cleanup once an hour. Stops with the app
+(Ctrl-C, SIGTERM) within one tick, handing back what it had claimed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import logging
 import time
 from datetime import timedelta
 
-from app.alerts import delivery
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.alerts import delivery, outbox
 from app.alerts.delivery import DeliveryRuntime
 from app.db import utcnow
 from app.monitoring import cycle, store
@@ -23,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL_S = 3600.0
 DELIVERY_BATCH = 100
-STOP_TIMEOUT_S = 20.0
 
 
 class EmbeddedRunner:
@@ -54,25 +55,44 @@ class EmbeddedRunner:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Let the current cycle finish (bounded), then end the loop."""
+        """End the loop within one tick: a cycle still running by then is cancelled, and
+        what it had claimed (searches, alerts) is handed back at once rather than when its
+        lease runs out."""
         self._stopping.set()
         self._wake.set()
         if self._task is None:
             return
-        try:
-            await asyncio.wait_for(self._task, STOP_TIMEOUT_S)
-        except TimeoutError:
-            # Claimed searches are leased, so a cut-off cycle is simply redone later.
+        done, _ = await asyncio.wait({self._task}, timeout=self._tick_s)
+        if not done:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            await self._run_once()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._tick_s)
+        try:
+            while not self._stopping.is_set():
+                await self._run_once()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._tick_s)
+        except asyncio.CancelledError:
+            # The searches of a cut-short cycle are released by cycle itself; the alerts
+            # being sent are this process's claims.
+            await self._release_alerts()
+            raise
+
+    async def _release_alerts(self) -> None:
+        try:
+            async with self._delivery.session_factory() as session:
+                released = await outbox.release_claims(
+                    session, worker_id=self._delivery.worker_id, now=utcnow()
+                )
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("could not hand back alerts at shutdown (%s): leases expire", exc)
+            return
+        if released:
+            logger.info("handed back %d alerts being sent at shutdown", released)
 
     async def _deliver_due(self) -> None:
         # A full batch means more may be waiting: keep going until the outbox is drained.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,15 +10,19 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
 
+from app import db
 from app.cli import alembic_config, mask_url
 from app.config import Settings
 from app.services.templates import BUILTIN_TEMPLATES
+from tests.factories import make_search, make_user
+from tests.fakes.ebay import EbayFake
 
 MARKETMON = str(Path(sys.executable).parent / "marketmon")
 COMMAND_TIMEOUT_S = 120
@@ -67,7 +72,18 @@ def head_revision() -> str:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     result = marketmon("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for name in ("run", "migrate", "seed", "create-admin", "config-check"):
+    for name in (
+        "run",
+        "migrate",
+        "seed",
+        "create-admin",
+        "set-plan",
+        "config-check",
+        "check",
+        "worker",
+        "beat",
+        "doctor",
+    ):
         assert name in result.stdout
 
 
@@ -241,6 +257,10 @@ def test_run_serves_the_seed_guide_flow_on_sqlite_from_a_clean_directory(tmp_pat
         with httpx.Client(base_url=base_url, timeout=10) as http:
             assert http.get("/health").json() == {"status": "ok"}
             assert http.get("/api/v1/docs").status_code == 200
+            # /metrics answers a local scraper, but not a client behind a trusted local proxy.
+            assert http.get("/metrics").status_code == 200
+            proxied = http.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+            assert proxied.status_code == 403
 
             registered = http.post(
                 "/api/v1/auth/register",
@@ -287,3 +307,142 @@ def test_run_serves_the_seed_guide_flow_on_sqlite_from_a_clean_directory(tmp_pat
     assert returncode in (0, -signal.SIGTERM), log_text
     assert "Application shutdown complete" in log_text
     assert (tmp_path / "data" / "marketmon.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("command", "explains"),
+    [
+        ("worker", ["--queue", "monitoring", "alerts", "--concurrency", "warm shutdown"]),
+        ("beat", ["--schedule", "SCHEDULER_TICK_S"]),
+        ("doctor", ["database", "Redis", "broker", "credentials", "exits 1"]),
+        ("check", ["SEARCH_ID", "Exits 1"]),
+    ],
+)
+def test_new_commands_explain_themselves(tmp_path: Path, command: str, explains: list[str]) -> None:
+    result = marketmon(command, "--help", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    for words in explains:
+        assert words in result.stdout, words
+
+
+def _migrated(tmp_path: Path) -> dict[str, str]:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}"}
+    migrated = marketmon("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+def _finding(output: str, subject: str) -> str:
+    """The doctor's line about `subject` (level, subject, detail)."""
+    lines = [line for line in output.splitlines() if f" {subject} " in f" {line} "]
+    assert lines, output
+    return lines[0]
+
+
+def test_doctor_reports_a_missing_redis_and_a_bad_ebay_key(tmp_path: Path) -> None:
+    env = _migrated(tmp_path)
+    with EbayFake() as ebay:
+        result = marketmon(
+            "doctor",
+            cwd=tmp_path,
+            env=env
+            | {
+                "REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0",
+                "EBAY_APP_ID": ebay.app_id,
+                "EBAY_CERT_ID": "not-the-right-secret",
+                "EBAY_API_BASE_URL": ebay.base_url,
+                "EBAY_OAUTH_BASE_URL": ebay.base_url,
+                # Only marketplaces whose base URL points at a local fake.
+                "MARKETPLACES_ENABLED": "demo,ebay",
+            },
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert _finding(result.stdout, "database").startswith("ok")
+    redis_line = _finding(result.stdout, "redis")
+    assert redis_line.startswith("FAIL")
+    assert "unreachable" in redis_line
+    assert "Is Redis running" in redis_line
+    assert _finding(result.stdout, "broker").startswith("FAIL")
+    ebay_line = _finding(result.stdout, "ebay")
+    assert ebay_line.startswith("FAIL")
+    assert "credentials not accepted" in ebay_line
+    assert "401" in ebay_line
+    assert "not-the-right-secret" not in result.stdout + result.stderr
+    assert _finding(result.stdout, "sms").startswith("warn")
+    assert "TWILIO_ACCOUNT_SID" in _finding(result.stdout, "sms")
+    assert "problem(s)" in result.stderr
+
+
+def test_doctor_passes_when_everything_required_answers(tmp_path: Path) -> None:
+    env = _migrated(tmp_path)
+    with EbayFake() as ebay:
+        result = marketmon(
+            "doctor",
+            cwd=tmp_path,
+            env=env
+            | {
+                "EBAY_APP_ID": ebay.app_id,
+                "EBAY_CERT_ID": ebay.cert_id,
+                "EBAY_API_BASE_URL": ebay.base_url,
+                "EBAY_OAUTH_BASE_URL": ebay.base_url,
+                "MARKETPLACES_ENABLED": "demo,ebay",
+            },
+        )
+        assert ebay.token_calls == 1
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _finding(result.stdout, "ebay").startswith("ok")
+    assert "credentials accepted" in _finding(result.stdout, "ebay")
+    assert _finding(result.stdout, "redis").startswith("off")
+    assert "Everything required answers" in result.stdout
+
+
+def test_doctor_asks_for_migrations_on_a_database_without_them(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "MARKETPLACES_ENABLED": "demo"}
+    result = marketmon("doctor", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    database_line = _finding(result.stdout, "database")
+    assert database_line.startswith("FAIL")
+    assert "marketmon migrate" in database_line
+
+
+async def _search_in(database_url: str, **fields: object) -> str:
+    engine = db.create_engine(database_url)
+    try:
+        async with db.create_session_factory(engine)() as session:
+            user = await make_user(session, email="cli-check@example.com")
+            search = await make_search(session, owner=user, **fields)  # type: ignore[arg-type]
+            return str(search.id)
+    finally:
+        await engine.dispose()
+
+
+def test_check_runs_one_search_now_and_reports_what_it_found(tmp_path: Path) -> None:
+    env = _migrated(tmp_path)
+    search_id = asyncio.run(
+        _search_in(
+            f"sqlite+aiosqlite:///{tmp_path / 'ops.db'}",
+            name="Lego on demo",
+            keywords=["lego"],
+            marketplaces=["demo"],
+        )
+    )
+    result = marketmon("check", search_id, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Checked 'Lego on demo' on demo:" in result.stdout
+    assert "new matches" in result.stdout
+    ((last_checked_at,),) = sqlite_rows(
+        tmp_path / "ops.db",
+        f"SELECT last_checked_at FROM searches WHERE id = '{search_id.replace('-', '')}'",
+    )
+    assert last_checked_at is not None
+
+
+def test_check_of_an_unknown_or_malformed_search_id_says_so(tmp_path: Path) -> None:
+    env = _migrated(tmp_path)
+    unknown = marketmon("check", str(uuid.uuid4()), cwd=tmp_path, env=env)
+    assert unknown.returncode == 1
+    assert "No search with the id" in unknown.stderr
+    malformed = marketmon("check", "not-a-uuid", cwd=tmp_path, env=env)
+    assert malformed.returncode == 2
+    assert "Traceback" not in malformed.stderr

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from app import db
 from app.config import DEFAULT_SECRET_KEY, ConfigurationError, Settings
+from app.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = "postgresql+asyncpg://marketmon@db.internal:5432/marketmon"
@@ -200,3 +203,37 @@ def test_the_broker_is_the_celery_broker_url_or_else_redis_url() -> None:
     assert redis_only.broker_url == "redis://r:6379/0"
     assert both.broker_url == "amqp://mq:5672//"
     assert Settings(_env_file=None).broker_url == ""
+
+
+# --- production HTTP settings ---------------------------------------------------------------
+
+
+def test_production_refuses_cors_for_every_origin() -> None:
+    with pytest.raises(ConfigurationError, match="CORS_ORIGINS"):
+        _production(cors_origins="https://app.example.com,*")
+    assert _production(cors_origins="https://app.example.com").cors_origins == [
+        "https://app.example.com"
+    ]
+    assert Settings(_env_file=None, cors_origins="*").cors_origins == ["*"]  # development
+
+
+async def test_docs_can_be_switched_off() -> None:
+    for enabled, status in ((True, 200), (False, 404)):
+        app = create_app(
+            Settings(_env_file=None, database_url="sqlite+aiosqlite://", api_docs_enabled=enabled)
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            assert (await http.get("/api/v1/docs")).status_code == status
+            assert (await http.get("/api/v1/openapi.json")).status_code == status
+            assert (await http.get("/health")).status_code == 200
+        await app.state.engine.dispose()
+
+
+def test_pool_sizes_reach_the_postgresql_engine() -> None:
+    engine = db.engine_from_settings(_production(database_pool_size=3, database_max_overflow=7))
+    try:
+        assert engine.pool.size() == 3  # type: ignore[attr-defined]
+        assert engine.pool._max_overflow == 7  # type: ignore[attr-defined]
+    finally:
+        engine.sync_engine.dispose()

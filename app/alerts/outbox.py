@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from app import metrics
 from app.alerts.channels.base import DeliveryResult, DeliveryStatus
 from app.models import Alert, AlertKind, AlertStatus
 
@@ -156,6 +157,7 @@ async def finish(
     else:
         alert.status = AlertStatus.FAILED.value
     await session.flush()
+    metrics.record_alert(alert, now)
     return alert.status
 
 
@@ -233,3 +235,20 @@ async def enqueue_notice(
                 )
             )
     await session.flush()
+
+
+async def release_claims(session: AsyncSession, *, worker_id: str, now: datetime) -> int:
+    """Hand back every row this worker holds because it is shutting down: due again now,
+    the attempt not counted (a send cut off mid-way may be repeated, under the same
+    idempotency key). Flushes only; returns the rows released."""
+    result = await session.execute(
+        update(Alert)
+        .where(Alert.claimed_by == worker_id, Alert.status == AlertStatus.SENDING.value)
+        .values(
+            status=AlertStatus.PENDING.value,
+            next_attempt_at=now,
+            lease_until=None,
+            attempts=Alert.attempts - 1,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

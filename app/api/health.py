@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.schemas.health import Readiness
 from app.services import health as health_service
 
 router = APIRouter(tags=["ops"])
@@ -16,7 +17,11 @@ async def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses={503: {"description": "A dependency is unreachable"}})
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+)
 async def readiness(request: Request) -> JSONResponse:
     """The database (and the broker, when one is configured) answer."""
     checks = await health_service.check_dependencies(

@@ -15,17 +15,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
 from app.marketplaces import regions
-from app.marketplaces.base import Capabilities, Listing, MarketplaceError, Query, RateLimited
+from app.marketplaces.base import (
+    Capabilities,
+    Listing,
+    MarketplaceError,
+    MarketplaceOptions,
+    Query,
+    RateLimited,
+)
 from app.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.security.ssrf import Resolver
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +99,7 @@ class EbayAdapter:
         page_size=50,
         requests_per_minute=30,
     )
+    options_model: ClassVar[type[MarketplaceOptions] | None] = None
 
     def __init__(
         self,
@@ -104,6 +113,7 @@ class EbayAdapter:
         page_size: int = 50,
         default_country: str = "GB",
         timeout_s: float = 10.0,
+        requests_per_minute: int = 30,
         retry_backoff_s: float = 0.5,
         max_retry_delay_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -126,7 +136,9 @@ class EbayAdapter:
         self.timeout_s = timeout_s
         self.retry_backoff_s = retry_backoff_s
         self.max_retry_delay_s = max_retry_delay_s
-        self.capabilities = replace(type(self).capabilities, page_size=page_size)
+        self.capabilities = replace(
+            type(self).capabilities, page_size=page_size, requests_per_minute=requests_per_minute
+        )
         self._clock = clock
         self._token: str | None = None
         self._token_renew_at = 0.0
@@ -134,7 +146,9 @@ class EbayAdapter:
         self._token_lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, client: httpx.AsyncClient, settings: Settings) -> EbayAdapter:
+    def from_settings(
+        cls, client: httpx.AsyncClient, settings: Settings, _resolve: Resolver | None = None
+    ) -> EbayAdapter:
         """The adapter as configured by EBAY_* settings (built even without credentials)."""
         api, oauth = base_urls(
             settings.ebay_environment, settings.ebay_api_base_url, settings.ebay_oauth_base_url
@@ -149,10 +163,16 @@ class EbayAdapter:
             page_size=settings.ebay_page_size,
             default_country=settings.default_country,
             timeout_s=settings.ebay_timeout_s,
+            requests_per_minute=settings.ebay_requests_per_minute,
         )
 
     def is_configured(self) -> bool:
         return bool(self.app_id and self._cert_id)
+
+    async def verify_credentials(self) -> None:
+        """Ask eBay for a token (`marketmon doctor`); raises EbayAuthError when it refuses
+        the credentials, EbayError when it cannot be reached."""
+        await self._access_token()
 
     def currency_for(self, query: Query) -> str:
         if query.currency:

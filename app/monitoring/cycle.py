@@ -7,15 +7,21 @@ steps (a beat task claims and groups, one task per group checks).
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import metrics
 from app.db import utcnow
 from app.marketplaces.base import Capabilities
 from app.monitoring import scheduler
 from app.monitoring.fetch import GroupOutcome, MonitoringRuntime, check_group, record_failure
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +57,7 @@ async def run_cycle(
     """Check every due search once; groups run concurrently, at most `concurrency` at a time."""
     now = now or utcnow()
     async with runtime.session_factory() as session:
-        due = await scheduler.claim_due_searches(session, now=now)
+        due = await scheduler.claim_due_searches(session, now=now, lease=runtime.claim_lease)
     return await _check(runtime, due, concurrency)
 
 
@@ -61,7 +67,9 @@ async def claim_and_group(
     """The scheduler's half of a distributed cycle: claim due searches, record those on
     unavailable marketplaces, and return the groups for workers to check."""
     async with runtime.session_factory() as session:
-        due = await scheduler.claim_due_searches(session, now=now or utcnow())
+        due = await scheduler.claim_due_searches(
+            session, now=now or utcnow(), lease=runtime.claim_lease
+        )
     groups, _unavailable = await _group(runtime, due)
     return groups
 
@@ -72,7 +80,9 @@ async def check_searches_now(
     """Check these searches at once, due or not (a search another worker is claiming right
     now is skipped: that check is already under way)."""
     async with runtime.session_factory() as session:
-        due = await scheduler.claim_due_searches(session, now=utcnow(), only_ids=search_ids)
+        due = await scheduler.claim_due_searches(
+            session, now=utcnow(), only_ids=search_ids, lease=runtime.claim_lease
+        )
     return await _check(runtime, due, concurrency)
 
 
@@ -81,12 +91,31 @@ async def _check(
 ) -> CycleReport:
     groups, unavailable = await _group(runtime, due)
     gate = asyncio.Semaphore(concurrency)
+    finished: set[int] = set()
 
-    async def bounded(group: scheduler.CheckGroup) -> GroupOutcome:
+    async def bounded(index: int, group: scheduler.CheckGroup) -> GroupOutcome:
         async with gate:
-            return await check_group(runtime, group)
+            outcome = await check_group(runtime, group)
+        finished.add(index)
+        return outcome
 
-    outcomes = await asyncio.gather(*(bounded(group) for group in groups))
+    try:
+        outcomes = await asyncio.gather(*(bounded(i, group) for i, group in enumerate(groups)))
+    except asyncio.CancelledError:
+        # Shutting down mid-cycle: what was not checked is due again now, not in minutes.
+        cut_short = {
+            search_id
+            for i, group in enumerate(groups)
+            if i not in finished
+            for search_id in group.search_ids
+        }
+        try:
+            async with runtime.session_factory() as session:
+                await scheduler.release_claims(session, sorted(cut_short), now=utcnow())
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("could not release %d searches (%s): leases expire", len(cut_short), exc)
+        raise
     return CycleReport(searches=len(due), groups=len(groups), outcomes=[*unavailable, *outcomes])
 
 
@@ -125,5 +154,6 @@ async def _record_unavailable(
         async with runtime.session_factory() as session:
             for name, error in errors.items():
                 await record_failure(session, missing[name], error, utcnow())
+                metrics.record_checks(name, len(missing[name]), ok=False)
             await session.commit()
     return [GroupOutcome(marketplace=name, error=error) for name, error in errors.items()]

@@ -17,6 +17,7 @@ from limits import RateLimitItemPerMinute
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.alerts import outbox
 from app.db import utcnow
 from app.marketplaces.base import Listing, MarketplaceAdapter, MarketplaceError, Query, RateLimited
@@ -41,18 +42,28 @@ class CircuitOpen(MarketplaceError):
 
 @dataclass
 class CircuitBreaker:
-    """Per-process breaker: after `threshold` consecutive failures, skip calls for `cooldown_s`."""
+    """Per-process breaker: after `threshold` consecutive failures, skip calls for `cooldown_s`;
+    after a 429 with Retry-After, skip calls until that moment."""
 
     threshold: int = 5
     cooldown_s: float = 60.0
     failures: int = 0
     opened_at: float | None = None
+    # The marketplace named a time before which it wants no request from us (monotonic).
+    resume_at: float = 0.0
 
     def before_call(self) -> None:
+        wait_s = self.resume_at - time.monotonic()
+        if wait_s > 0:
+            raise RateLimited(
+                f"rate limited upstream; calls resume in {wait_s:.1f} s", retry_after_s=wait_s
+            )
         if self.opened_at is not None and time.monotonic() - self.opened_at < self.cooldown_s:
             raise CircuitOpen("marketplace temporarily skipped after repeated failures")
 
-    def record(self, *, ok: bool) -> None:
+    def record(self, *, ok: bool, retry_after_s: float | None = None) -> None:
+        if retry_after_s:
+            self.resume_at = max(self.resume_at, time.monotonic() + retry_after_s)
         if ok:
             self.failures, self.opened_at = 0, None
             return
@@ -94,6 +105,7 @@ class MonitoringRuntime:
     http_client: httpx.AsyncClient
     cache_ttl_s: float = 10.0
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    claim_lease: timedelta = scheduler.CLAIM_LEASE
 
 
 @dataclass
@@ -118,9 +130,10 @@ async def fetch_group(
     breaker.before_call()
     await runtime.limiter.acquire(marketplace, adapter.capabilities.requests_per_minute)
     try:
-        listings = await adapter.search(query)
-    except MarketplaceError:
-        breaker.record(ok=False)
+        with metrics.upstream_call(marketplace):
+            listings = await adapter.search(query)
+    except MarketplaceError as exc:
+        breaker.record(ok=False, retry_after_s=_retry_after_s(exc))
         raise
     breaker.record(ok=True)
     if runtime.cache_ttl_s > 0:
@@ -139,8 +152,15 @@ async def check_group(
     except MarketplaceError as exc:
         outcome.error = f"{group.marketplace}: {exc}"
         logger.warning("check of %s failed: %s", group.marketplace, exc)
+        metrics.record_checks(group.marketplace, len(group.search_ids), ok=False)
         async with runtime.session_factory() as session:
-            await record_failure(session, group.search_ids, outcome.error, now or utcnow())
+            await record_failure(
+                session,
+                group.search_ids,
+                outcome.error,
+                now or utcnow(),
+                retry_after_s=_retry_after_s(exc),
+            )
             await session.commit()
         return outcome
     outcome.upstream_calls = int(called)
@@ -165,6 +185,7 @@ async def check_group(
             for s in searches
         ]
         outcome.stored = await store_fetch(session, group.marketplace, listings, to_store, now=now)
+        metrics.record_checks(group.marketplace, len(searches), ok=True)
         for search in searches:
             if search.consecutive_failures >= FAILING_NOTICE_AFTER:
                 await _tell_owner(session, search, now, recovered=True)
@@ -185,10 +206,16 @@ async def _active_searches(session: AsyncSession, ids: Sequence[object]) -> list
 
 
 async def record_failure(
-    session: AsyncSession, ids: Sequence[object], error: str, now: datetime
+    session: AsyncSession,
+    ids: Sequence[object],
+    error: str,
+    now: datetime,
+    *,
+    retry_after_s: float | None = None,
 ) -> None:
-    """Record a failed check on the searches and back them off; the owner is told when a
-    search has just failed FAILING_NOTICE_AFTER times in a row. Flushes, never commits."""
+    """Record a failed check on the searches and back them off (never sooner than the
+    marketplace's Retry-After); the owner is told when a search has just failed
+    FAILING_NOTICE_AFTER times in a row. Flushes, never commits."""
     for search in await _active_searches(session, ids):
         search.last_error = error[:2000]
         search.consecutive_failures += 1
@@ -196,9 +223,13 @@ async def record_failure(
         # frequency itself, for searches checked less often than that).
         frequency = timedelta(minutes=search.check_frequency_minutes)
         backoff = min(frequency * search.consecutive_failures, max(FAILURE_BACKOFF_CAP, frequency))
-        search.next_check_at = now + backoff
+        search.next_check_at = now + max(backoff, timedelta(seconds=retry_after_s or 0))
         if search.consecutive_failures == FAILING_NOTICE_AFTER:
             await _tell_owner(session, search, now, recovered=False)
+
+
+def _retry_after_s(exc: MarketplaceError) -> float | None:
+    return exc.retry_after_s if isinstance(exc, RateLimited) else None
 
 
 async def _tell_owner(

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.signals import setup_logging, task_postrun, task_prerun
 from kombu import Exchange, Queue
 
+from app import logs
 from app.config import Settings, get_settings
 
 MONITORING_QUEUE = "marketplace_monitoring"
@@ -52,6 +54,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "monitoring.*": {"queue": MONITORING_QUEUE},
             "alerts.*": {"queue": ALERTS_QUEUE},
         },
+        # SIGTERM is a warm shutdown: running tasks finish (within the hard time limit, so
+        # give containers a longer stop grace period) and reserved, unstarted messages are
+        # never acknowledged, so Redis hands them to another worker.
         # Ack after the task returns, so a crash means redelivery (tasks are idempotent) ...
         "task_acks_late": True,
         # ... and a SIGKILLed/OOM-killed child's message is requeued, not acked.
@@ -98,6 +103,25 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     application = Celery("marketmon", include=list(TASK_MODULES))
     application.conf.update(celery_config(settings or get_settings()))
     return application
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
+    """Workers and beat log like the API (JSON in production, secrets masked) at `-l`."""
+    settings = get_settings()
+    logs.configure(json=settings.logs_as_json, level=loglevel or settings.log_level)
+
+
+@task_prerun.connect
+def _bind_task(
+    task_id: str | None = None, task: Task[Any, Any] | None = None, **_kwargs: Any
+) -> None:
+    logs.bind_task(task_id, task.name if task is not None else None)
+
+
+@task_postrun.connect
+def _unbind_task(**_kwargs: Any) -> None:
+    logs.unbind_task()
 
 
 celery_app = create_celery_app()

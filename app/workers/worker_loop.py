@@ -45,7 +45,7 @@ def worker_runtime() -> MonitoringRuntime:
     if _runtime is None:
         _worker_loop()  # the runtime's clients must be created on the worker loop
         settings = get_settings()
-        _engine = db.create_engine(settings.database_url)
+        _engine = db.engine_from_settings(settings)
         _runtime = build_monitoring_runtime(settings, db.create_session_factory(_engine))
     return _runtime
 
@@ -81,6 +81,13 @@ def _on_process_shutdown(**_kwargs: Any) -> None:
     global _loop, _engine, _runtime, _delivery
     if _loop is None or _loop.is_closed():
         return
+    # A task stopped by a signal (SIGTERM from Celery cancelling it after a broker connection
+    # loss) left its coroutine pending here: cancel it, or closing the clients below would
+    # resume it and have it report a marketplace failure that never happened.
+    interrupted = asyncio.all_tasks(_loop)
+    for task in interrupted:
+        task.cancel()
+    _loop.run_until_complete(asyncio.gather(*interrupted, return_exceptions=True))
     if _delivery is not None:
         _loop.run_until_complete(close_delivery_runtime(_delivery))
     if _runtime is not None:

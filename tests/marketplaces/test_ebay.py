@@ -709,6 +709,15 @@ async def test_the_adapter_is_built_from_settings(fake: EbayFake, http: httpx.As
     assert EbayAdapter.capabilities.page_size == 50
 
 
+def test_the_shared_request_budget_comes_from_the_settings(http: httpx.AsyncClient) -> None:
+    settings = Settings(_env_file=None, ebay_requests_per_minute=600)
+
+    ebay = EbayAdapter.from_settings(http, settings)
+
+    assert ebay.capabilities.requests_per_minute == 600
+    assert EbayAdapter.capabilities.requests_per_minute == 30
+
+
 def test_sandbox_settings_point_at_the_sandbox(http: httpx.AsyncClient) -> None:
     settings = Settings(_env_file=None, ebay_environment="sandbox")
 
