@@ -1,4 +1,5 @@
-"""JWT access and refresh tokens (PyJWT, HS256); a `type` claim keeps the two apart."""
+"""JWT access, refresh and dashboard session tokens (PyJWT, HS256); a `type` claim keeps
+them apart, so no kind of token is accepted where another is expected."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import jwt
 
 ALGORITHM = "HS256"
 LEEWAY_S = 30
-TokenType = Literal["access", "refresh"]
+TokenType = Literal["access", "refresh", "session"]
 
 
 class InvalidToken(Exception):

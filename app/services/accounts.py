@@ -1,4 +1,4 @@
-"""Accounts: sign-up, login, and rotating refresh-token families."""
+"""Accounts: sign-up, login, rotating refresh-token families and dashboard sessions."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from app.security.tokens import InvalidToken, TokenPolicy
 
 INVALID_CREDENTIALS = "Incorrect email or password"
 INVALID_REFRESH = "Invalid or expired refresh token"
+INVALID_SESSION = "Your session has ended; log in again"
 
 
 def normalise_email(email: str) -> str:
@@ -73,11 +74,21 @@ async def login(
     session: AsyncSession, policy: TokenPolicy, throttle: AuthThrottle, *, email: str, password: str
 ) -> TokenPair:
     """Tokens for valid credentials; failures count against the account, from any address."""
+    user = await sign_in(session, throttle, email=email, password=password)
+    return await issue_tokens(session, user, policy)
+
+
+async def sign_in(
+    session: AsyncSession, throttle: AuthThrottle, *, email: str, password: str
+) -> User:
+    """The user with these credentials. Every attempt counts against the account's failure
+    budget (from any address) until one succeeds; raises TooManyRequests over it and
+    AuthenticationFailed for bad credentials. The API login and the dashboard share it."""
     account = normalise_email(email)
     await throttle.claim_account_attempt(account)
     user = await authenticate(session, email=account, password=password)
     await throttle.record_success(account)
-    return await issue_tokens(session, user, policy)
+    return user
 
 
 async def issue_tokens(
@@ -151,6 +162,68 @@ async def logout(session: AsyncSession, token: str, policy: TokenPolicy) -> None
     """Revoke the refresh token's whole family; logging out twice is harmless."""
     stored = await _stored_refresh_token(session, token, policy)
     await _revoke_family(session, stored.family_id, utcnow())
+
+
+# A dashboard session is a `session` token (a cookie) whose jti is stored in the refresh
+# token table as a family of its own: logging out revokes it there, and neither kind of
+# token is accepted in place of the other.
+
+
+async def open_session(
+    session: AsyncSession, user: User, policy: TokenPolicy, *, now: datetime | None = None
+) -> tuple[str, str]:
+    """A new dashboard session for the user, lasting as long as a refresh token.
+
+    Returns (the signed session token, its id). Flushes.
+    """
+    now = now or utcnow()
+    token, jti = policy.signer.issue(
+        subject=user.id, token_type="session", now=now, lifetime=policy.refresh_lifetime
+    )
+    session.add(
+        RefreshToken(
+            jti=jti,
+            user_id=user.id,
+            family_id=uuid.uuid4(),
+            expires_at=now + policy.refresh_lifetime,
+        )
+    )
+    await session.flush()
+    return token, jti
+
+
+async def session_user(session: AsyncSession, token: str, policy: TokenPolicy) -> tuple[User, str]:
+    """The active user of a live dashboard session, and the session's id.
+
+    Raises AuthenticationFailed for a malformed, expired or revoked session, or an
+    inactive user.
+    """
+    try:
+        claims = policy.signer.decode(token, expected_type="session")
+    except InvalidToken as exc:
+        raise AuthenticationFailed(INVALID_SESSION) from exc
+    stored = await session.get(RefreshToken, str(claims["jti"]))
+    if (
+        stored is None
+        or str(stored.user_id) != claims["sub"]
+        or stored.revoked_at is not None
+        or stored.expires_at <= utcnow()
+    ):
+        raise AuthenticationFailed(INVALID_SESSION)
+    user = await session.get(User, stored.user_id)
+    if user is None or not user.is_active:
+        raise AuthenticationFailed(INVALID_SESSION)
+    return user, stored.jti
+
+
+async def close_session(session: AsyncSession, session_id: str) -> None:
+    """Revoke a dashboard session; closing it twice is harmless. Flushes."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.jti == session_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    await session.flush()
 
 
 async def _stored_refresh_token(

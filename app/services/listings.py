@@ -178,6 +178,19 @@ async def update_state(
     return await get_listing(session, listing_id, owner_id=owner_id)
 
 
+async def match_counts_since(
+    session: AsyncSession, *, owner_id: uuid.UUID, since: datetime
+) -> dict[uuid.UUID, int]:
+    """How many matches each of the owner's searches made at or after `since` (searches
+    without any are left out)."""
+    rows = await session.execute(
+        select(SearchMatch.search_id, func.count())
+        .where(SearchMatch.user_id == owner_id, SearchMatch.matched_at >= since)
+        .group_by(SearchMatch.search_id)
+    )
+    return {search_id: int(count) for search_id, count in rows}
+
+
 class _joined_ids(FunctionElement[str]):
     """The group's ids as one comma-separated string (string_agg / group_concat)."""
 
