@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint fmt migrate worker-monitoring worker-alerts beat flower
+.PHONY: help setup run test lint fmt migrate worker-monitoring worker-alerts beat flower bench bench-full
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -40,6 +40,13 @@ fmt: $(BIN)/marketmon ## Format and auto-fix with ruff
 
 migrate: $(BIN)/marketmon ## Upgrade the database to the newest migration
 	$(BIN)/marketmon migrate
+
+bench: $(BIN)/marketmon ## Benchmarks, quick size (a few minutes; needs PostgreSQL and Redis)
+	$(BIN)/python -m bench --quick
+
+bench-full: $(BIN)/marketmon ## Benchmarks at the sizes the README quotes (10-15 min), into bench/results/full.json
+	$(BIN)/python -m bench --full
+	cp bench/results/latest.json bench/results/full.json
 
 worker-monitoring: $(BIN)/marketmon ## Celery worker for the marketplace_monitoring queue
 	$(CELERY) worker -Q marketplace_monitoring -l info -c 4

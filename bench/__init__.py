@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench --quick` (`make bench`) or `--full` (`make bench-full`)."""
