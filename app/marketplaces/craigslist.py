@@ -57,8 +57,9 @@ class CraigslistOptions(MarketplaceOptions):
     )
 
 
-class CraigslistAdapter:
+class CraigslistAdapter(scraping.SiteAdapter):
     name = "craigslist"
+    default_currency = "USD"
     capabilities = Capabilities(
         price_filter=True,
         location_filter=True,
@@ -93,16 +94,6 @@ class CraigslistAdapter:
             base_url=settings.craigslist_base_url,
             api_base_url=settings.craigslist_api_base_url,
         )
-
-    @property
-    def cards_failed(self) -> int:
-        return self.cards.cards_failed
-
-    def is_configured(self) -> bool:
-        return True
-
-    def currency_for(self, query: Query) -> str:
-        return query.currency.upper() if query.currency else "USD"
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

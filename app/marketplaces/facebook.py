@@ -120,7 +120,7 @@ def playwright_installed() -> bool:
     return find_spec("playwright") is not None
 
 
-class FacebookAdapter:
+class FacebookAdapter(scraping.SiteAdapter):
     name = "facebook"
     options_model: ClassVar[type[MarketplaceOptions] | None] = FacebookOptions
     # Without Playwright and a browser it can never check anything: searches are refused.
@@ -169,9 +169,6 @@ class FacebookAdapter:
 
     def is_configured(self) -> bool:
         return playwright_installed() and self.settings.executable_path is not None
-
-    def currency_for(self, query: Query) -> str:
-        return query.currency.upper() if query.currency else self.default_currency
 
     def search_url(self, query: Query, term: str) -> str:
         """The results page of one search term, newest first, with every filter the site

@@ -37,7 +37,7 @@ NO_RESULTS_PHRASES = ("no results", "0 results", "0 ads", "couldn't find", "coul
 KM_PER_MILE = 1.609344
 
 
-class GumtreeAdapter:
+class GumtreeAdapter(scraping.SiteAdapter):
     name = "gumtree"
     # Pages are built for people: a search a minute and a half is plenty, for every worker.
     capabilities = Capabilities(
@@ -72,17 +72,6 @@ class GumtreeAdapter:
             "Gumtree", client, settings, proxy_url=settings.gumtree_proxy_url
         )
         return cls(fetcher, base_url=settings.gumtree_base_url)
-
-    @property
-    def cards_failed(self) -> int:
-        """Cards skipped because they did not parse, since the adapter was built."""
-        return self.cards.cards_failed
-
-    def is_configured(self) -> bool:
-        return True
-
-    def currency_for(self, query: Query) -> str:
-        return "GBP"
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

@@ -55,7 +55,7 @@ class RedditOptions(MarketplaceOptions):
     ] = Field(description="The subreddit's name, e.g. hardwareswap or ukmarketplace")
 
 
-class RedditAdapter:
+class RedditAdapter(scraping.SiteAdapter):
     name = "reddit"
     # 10 requests a minute without OAuth; keep well under for every worker together.
     capabilities = Capabilities(keyword_filter=False, page_size=PAGE_SIZE, requests_per_minute=6)
@@ -90,16 +90,6 @@ class RedditAdapter:
             base_url=settings.reddit_base_url,
             default_currency=country.currency if country else "GBP",
         )
-
-    @property
-    def cards_failed(self) -> int:
-        return self.cards.cards_failed
-
-    def is_configured(self) -> bool:
-        return True
-
-    def currency_for(self, query: Query) -> str:
-        return query.currency.upper() if query.currency else self.default_currency
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

@@ -54,7 +54,7 @@ class RssOptions(MarketplaceOptions):
     user_url_fields = ("url",)
 
 
-class RssAdapter:
+class RssAdapter(scraping.SiteAdapter):
     name = "rss"
     capabilities = Capabilities(keyword_filter=False, page_size=100, requests_per_minute=60)
     options_model: ClassVar[type[MarketplaceOptions] | None] = RssOptions
@@ -100,16 +100,6 @@ class RssAdapter:
             max_bytes=settings.rss_max_bytes,
             default_currency="GBP" if country == "GB" else "USD" if country == "US" else "EUR",
         )
-
-    @property
-    def cards_failed(self) -> int:
-        return self.cards.cards_failed
-
-    def is_configured(self) -> bool:
-        return True
-
-    def currency_for(self, query: Query) -> str:
-        return query.currency.upper() if query.currency else self.default_currency
 
     async def search(self, query: Query) -> list[Listing]:
         """The feed's entries in feed order (newest first, as feeds list them). Raises

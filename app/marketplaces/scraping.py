@@ -28,6 +28,7 @@ from app.marketplaces.base import (
     Listing,
     MarketplaceError,
     PageLayoutChanged,
+    Query,
     RateLimited,
 )
 from app.retry_after import parse_retry_after
@@ -268,6 +269,26 @@ def _is_login_redirect(response: httpx.Response) -> bool:
 
 
 # --- cards ----------------------------------------------------------------------------
+
+
+class SiteAdapter:
+    """What the adapters of sites without an API share: a card parser whose failures are
+    counted, nothing to configure, and prices compared in the search's currency or else in
+    the site's (`default_currency`)."""
+
+    cards: CardParser
+    default_currency: str = "GBP"
+
+    @property
+    def cards_failed(self) -> int:
+        """Cards skipped because they did not parse, since the adapter was built."""
+        return self.cards.cards_failed
+
+    def is_configured(self) -> bool:
+        return True
+
+    def currency_for(self, query: Query) -> str:
+        return query.currency.upper() if query.currency else self.default_currency
 
 
 class CardError(ValueError):

@@ -81,7 +81,7 @@ class VintedOptions(MarketplaceOptions):
         return domain
 
 
-class VintedAdapter:
+class VintedAdapter(scraping.SiteAdapter):
     name = "vinted"
     capabilities = Capabilities(
         price_filter=True,
@@ -126,13 +126,6 @@ class VintedAdapter:
             base_url=settings.vinted_base_url,
             default_domain=default_domain if default_domain in DOMAINS else "co.uk",
         )
-
-    @property
-    def cards_failed(self) -> int:
-        return self.cards.cards_failed
-
-    def is_configured(self) -> bool:
-        return True
 
     def currency_for(self, query: Query) -> str:
         if query.currency:
