@@ -12,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from app import db
+from app import db, logs
 from app.api import (
     admin,
     alerts,
@@ -23,6 +25,8 @@ from app.api import (
     health,
     listings,
     marketplaces,
+    metrics,
+    openapi,
     searches,
     templates,
     unsubscribe,
@@ -53,6 +57,7 @@ from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import TokenPolicy, TokenSigner
 from app.services import templates as template_service
+from app.web.dashboard import create_dashboard
 
 logger = logging.getLogger("app")
 
@@ -70,6 +75,8 @@ HTTP_STATUS: dict[type[DomainError], int] = {
     ServiceUnavailable: 503,
 }
 
+_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
 HTTP_CODES = {
     400: "bad_request",
     401: "not_authenticated",
@@ -85,16 +92,31 @@ HTTP_CODES = {
 }
 
 
+# The database or the network to it is down (refused, reset, pool exhausted): a 503.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
+DATABASE_RETRY_AFTER_S = 5
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = db.create_engine(settings.database_url, echo=settings.database_echo)
+    logs.configure(json=settings.logs_as_json, level=settings.log_level)
+    engine = db.engine_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.load_templates_on_startup:
             async for session in db.session_scope(app.state.session_factory):
                 await template_service.load_builtin_templates(session)
-        runtime = build_monitoring_runtime(settings, app.state.session_factory)
+        runtime = build_monitoring_runtime(
+            settings,
+            app.state.session_factory,
+            resolve=lambda host: app.state.resolve_host(host),
+        )
         app.state.monitoring_runtime = runtime
         # Resolved through app.state at call time, so tests can swap the resolver.
         delivery_runtime = build_delivery_runtime(
@@ -113,20 +135,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 concurrency=settings.check_concurrency,
             )
             runner.start()
-        yield
-        if runner is not None:
-            await runner.stop()
-        await close_monitoring_runtime(runtime)
-        await close_delivery_runtime(delivery_runtime)
-        await app.state.throttle.aclose()
-        await engine.dispose()
+        try:
+            yield
+        finally:
+            # uvicorn has drained the requests by now; stop the loops, then close clients.
+            if runner is not None:
+                await runner.stop()
+            await close_monitoring_runtime(runtime)
+            await close_delivery_runtime(delivery_runtime)
+            await app.state.throttle.aclose()
+            await engine.dispose()
 
     app = FastAPI(
         title=settings.app_name,
         version="0.1.0",
-        docs_url=f"{API_PREFIX}/docs",
-        redoc_url=f"{API_PREFIX}/redoc",
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs" if settings.api_docs_enabled else None,
+        redoc_url=f"{API_PREFIX}/redoc" if settings.api_docs_enabled else None,
+        openapi_url=f"{API_PREFIX}/openapi.json" if settings.api_docs_enabled else None,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -150,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.resolve_host = ssrf.system_resolver
 
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for module in (
         auth,
         users,
@@ -164,10 +190,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         unsubscribe,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.mount("/app", create_dashboard(app, HTTP_STATUS))
 
+    openapi.install(app)
     app.add_exception_handler(DomainError, _on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _on_database_unavailable)
     app.add_exception_handler(Exception, _on_unexpected_error)
 
     if settings.cors_origins:
@@ -209,7 +239,34 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
 async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = HTTP_CODES.get(exc.status_code, "error")
     headers: dict[str, Any] = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return JSONResponse({"detail": exc.detail, "code": code}, exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers on the request's path, found by asking the router."""
+    return [
+        method
+        for method in _HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+
+
+async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # An outage is not a bug: one log line per request, and an answer clients retry.
+    logger.warning(
+        "database unavailable (request id %s): %s", _request_id(request), type(exc).__name__
+    )
+    return JSONResponse(
+        {"detail": "The database is unavailable; try again shortly", "code": "service_unavailable"},
+        503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

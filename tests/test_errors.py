@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -85,6 +86,35 @@ async def test_an_unsupported_method_is_a_json_405(
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
     assert "allow" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/api/v1/users/me", "DELETE, GET, PATCH, PUT"),
+        ("DELETE", "/api/v1/searches/", "GET, POST"),
+        ("POST", f"/api/v1/searches/{uuid.uuid4()}", "DELETE, GET, PATCH, PUT"),
+    ],
+)
+async def test_a_405_names_every_method_of_the_path(
+    bare_client: ClientFactory, method: str, path: str, allowed: str
+) -> None:
+    # Starlette named only the methods of the first route on the path ("Allow: GET").
+    async with bare_client() as http:
+        response = await http.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+
+
+async def test_a_body_that_is_not_utf8_is_a_documented_400(bare_client: ClientFactory) -> None:
+    async with bare_client() as http:
+        response = await http.post(f"{AUTH}/login", content=b"\xff\xfe{", headers=JSON_HEADERS)
+        documented = (await http.get("/api/v1/openapi.json")).json()
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert "400" in documented["paths"][f"{AUTH}/login"]["post"]["responses"]
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import logs
 from app.alerts.delivery import DeliveryRuntime
 from app.config import Settings
 from app.db import session_scope
@@ -25,8 +27,11 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed after the route returns, before the response."""
-    async for session in session_scope(request.app.state.session_factory):
-        yield session
+    # aclosing: when the route raises, the scope is closed (rolled back, its connection back
+    # in the pool) now, not whenever the garbage collector gets to the abandoned generator.
+    async with aclosing(session_scope(request.app.state.session_factory)) as scope:
+        async for session in scope:
+            yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -78,11 +83,13 @@ ClientIP = Annotated[str, Depends(client_ip)]
 
 
 async def get_current_user(
+    request: Request,
     session: SessionDep,
     policy: TokenPolicyDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> User:
-    """The active user named by a valid access token; 401 otherwise."""
+    """The active user named by a valid access token; 401 otherwise. Their id (and the
+    search the path names, if any) goes on every later log line of the request."""
     if not token:
         raise AuthenticationFailed("Not authenticated")
     try:
@@ -92,6 +99,7 @@ async def get_current_user(
     user = await session.get(User, uuid.UUID(str(claims["sub"])))
     if user is None or not user.is_active:
         raise AuthenticationFailed("Invalid or expired token")
+    logs.bind_caller(user.id, request.path_params.get("search_id"))
     return user
 
 

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.api.deps import CurrentUser, SessionDep
 from app.schemas.listings import (
@@ -24,6 +25,18 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No listing matched by your searches has this id"}
 }
 _INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid parameters or body"}}
+
+
+class _ListingIdConvertor(StringConvertor):
+    """Any path segment but "recent", which is a route of its own: without this, a PUT to
+    /listings/recent would reach PUT /listings/{listing_id} and be refused as a malformed
+    id (422) instead of with 405. Other malformed ids still get the 422."""
+
+    regex = "(?!recent$)[^/]+"
+
+
+register_url_convertor("listing_id", _ListingIdConvertor())
+_LISTING_PATH = "/{listing_id:listing_id}"
 
 
 @router.get(
@@ -56,7 +69,7 @@ async def list_recent_listings(
 
 
 @router.get(
-    "/{listing_id}", response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
+    _LISTING_PATH, response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
 )
 async def get_listing(
     listing_id: uuid.UUID, session: SessionDep, user: CurrentUser
@@ -66,7 +79,7 @@ async def get_listing(
 
 
 @router.put(
-    "/{listing_id}", response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
+    _LISTING_PATH, response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
 )
 async def replace_listing_state(
     listing_id: uuid.UUID, body: ListingStateUpdate, session: SessionDep, user: CurrentUser
@@ -76,7 +89,7 @@ async def replace_listing_state(
 
 
 @router.patch(
-    "/{listing_id}", response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
+    _LISTING_PATH, response_model=ListingDetail, responses={**_AUTH, **_NOT_FOUND, **_INVALID}
 )
 async def update_listing_state(
     listing_id: uuid.UUID, body: ListingStateUpdate, session: SessionDep, user: CurrentUser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -39,8 +40,49 @@ class InputModel(BaseModel):
         return _reject_nul(data)
 
 
+def partial_update_schema(
+    *, nullable: frozenset[str] = frozenset(), at_least_one: bool = False
+) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` of a partial-update body whose fields default to None only to
+    tell "not sent" apart: the document then says what the validators enforce, that a field
+    may be left out but not sent as null (except those in `nullable`), and with
+    `at_least_one` that an empty body is refused."""
+
+    def document(schema: dict[str, Any]) -> None:
+        for name, field in schema.get("properties", {}).items():
+            if name in nullable or {"type": "null"} not in field.get("anyOf", []):
+                continue
+            others = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+            if len(others) == 1:
+                field.update(others[0])
+            else:
+                field["anyOf"] = others
+            if "default" in field and field["default"] is None:
+                del field["default"]
+        if at_least_one:
+            schema["minProperties"] = 1
+
+    return document
+
+
 class OutputModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class ValidationIssue(BaseModel):
+    """One problem with a request, where it is (`["body", "criteria", "keywords"]`) and why."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response. `detail` is a message, or for a request that failed
+    validation the list of its problems; `code` is stable for programs to branch on."""
+
+    detail: str | list[ValidationIssue]
+    code: str
 
 
 class Page(BaseModel, Generic[ItemT]):

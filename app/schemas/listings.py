@@ -8,10 +8,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.models import Marketplace
-from app.schemas.common import MAX_PAGE_SIZE, InputModel, NulFreeStr, OutputModel, Page
+from app.schemas.common import (
+    MAX_PAGE_SIZE,
+    InputModel,
+    NulFreeStr,
+    OutputModel,
+    Page,
+    partial_update_schema,
+)
 
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
 MAX_RECENT_HOURS = 24 * 7
@@ -124,6 +131,8 @@ class ListingDetail(ListingOut):
 
 class ListingStateUpdate(InputModel):
     """The user's own state of a listing; applies to all their matches of it."""
+
+    model_config = ConfigDict(json_schema_extra=partial_update_schema(at_least_one=True))
 
     is_saved: bool | None = None
     is_hidden: bool | None = None

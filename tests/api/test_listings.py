@@ -523,6 +523,19 @@ async def test_malformed_listing_ids_are_refused(
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_recent_is_a_read_only_route_not_a_listing_id(
+    client: httpx.AsyncClient, headers: dict[str, str], method: str
+) -> None:
+    # PUT /listings/recent used to reach PUT /listings/{listing_id}: 422, "not a UUID".
+    response = await client.request(
+        method, f"{URL}recent", json={"is_saved": True}, headers=headers
+    )
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+
+
 async def test_a_listing_matched_twice_at_the_same_moment_is_listed_once(
     client: httpx.AsyncClient, session: AsyncSession, user: User, headers: dict[str, str]
 ) -> None:
