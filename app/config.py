@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     facebook_timeout_s: float = Field(default=60.0, gt=0, le=600)
     facebook_requests_per_minute: int = Field(default=2, ge=1, le=60)
     facebook_concurrency: int = Field(default=1, ge=1, le=4)
+    # More Chromium flags, as a JSON list, e.g. ["--proxy-server=http://proxy:3128"].
+    facebook_browser_args: list[str] = Field(default_factory=list)
 
     # --- alert providers ---
     sendgrid_api_key: SecretStr = SecretStr("")

@@ -54,6 +54,15 @@ RESULTS_GRID = '[aria-label="Collection of Marketplace items"]'
 LOGIN_FORM = 'form[action*="login"], input[name="pass"]'
 DEFAULT_BROWSER_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome")
+# The browser talks to the marketplace only: no update checks, sync or other background calls.
+QUIET_BROWSER_ARGS = (
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+)
 MAX_SEARCH_TERMS = 2
 SCROLL_WAIT_MS = 1_500
 _ITEM_ID = re.compile(r"/marketplace/item/(\d+)")
@@ -101,6 +110,8 @@ class BrowserSettings:
     max_scrolls: int = 3
     timeout_s: float = 60.0
     concurrency: int = 1
+    # More Chromium flags (tests confine the browser to loopback with host resolver rules).
+    extra_args: tuple[str, ...] = ()
 
 
 def find_browser(configured: str) -> str | None:
@@ -161,6 +172,7 @@ class FacebookAdapter(scraping.SiteAdapter):
                 max_scrolls=settings.facebook_max_scrolls,
                 timeout_s=settings.facebook_timeout_s,
                 concurrency=settings.facebook_concurrency,
+                extra_args=tuple(settings.facebook_browser_args),
             ),
             base_url=settings.facebook_base_url,
             default_country=settings.default_country,
@@ -277,7 +289,7 @@ class FacebookAdapter(scraping.SiteAdapter):
             self._browser = await self._playwright.chromium.launch(
                 executable_path=self.settings.executable_path,
                 headless=True,
-                args=["--disable-dev-shm-usage", "--no-first-run"],
+                args=[*QUIET_BROWSER_ARGS, *self.settings.extra_args],
             )
             return self._browser
 

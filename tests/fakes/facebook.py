@@ -24,14 +24,14 @@ from tests.fakes.server import FakeHTTPServer, Reply
 class Card:
     item_id: str
     lines: tuple[str, ...]
-    image: str | None = "https://scontent.example/img.jpg"
+    has_image: bool = True
 
 
 FIRST_CARDS = (
     Card("1001", ("£120", "IKEA Kivik sofa", "London, United Kingdom")),
     Card("1002", ("£80", "£150", "Road bike, 54cm frame", "Hackney, United Kingdom")),
     Card("1003", ("Free", "Moving boxes", "Camden, United Kingdom")),
-    Card("1004", ("Čajová konvice — ručně malovaná", "Islington, United Kingdom"), image=None),
+    Card("1004", ("Čajová konvice — ručně malovaná", "Islington, United Kingdom"), has_image=False),
 )
 LAZY_CARDS = (
     Card("1005", ("£1,250", "MacBook Pro 14 M3", "Westminster, United Kingdom")),
@@ -48,7 +48,8 @@ BROKEN_CARDS = (
 
 def card_html(card: Card) -> str:
     spans = "".join(f"<div><span>{html.escape(line)}</span></div>" for line in card.lines)
-    image = f'<img src="{html.escape(card.image)}" alt="">' if card.image else ""
+    # Served by this fake: the page refers to nothing beyond 127.0.0.1.
+    image = f'<img src="/img/{card.item_id}.jpg" alt="">' if card.has_image else ""
     return (
         f'<div class="card"><a href="/marketplace/item/{card.item_id}/?ref=search">'
         f"{image}{spans}</a></div>"
@@ -81,6 +82,10 @@ LOGIN_PAGE = """<!doctype html><html><body><h2>Log in to Facebook</h2>
 <input name="email"><input name="pass" type="password"><button name="login">Log in</button>
 </form></body></html>"""
 SLOW_S = 3.0
+# A 1x1 transparent GIF.
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
 CHANGED_PAGE = "<!doctype html><html><body><div>Something else entirely</div></body></html>"
 
 
@@ -94,6 +99,8 @@ class FacebookPagesFake(FakeHTTPServer):
             self.requests.append(target)
         parts = urlsplit(target)
         query = parse_qs(parts.query).get("query", [""])[0]
+        if parts.path.startswith("/img/"):
+            return Reply(200, PIXEL, {"Content-Type": "image/gif"})
         if not parts.path.startswith("/marketplace/") or not parts.path.endswith("/search"):
             return page(404, "<html><body>Not found</body></html>")
         if query == "login":
