@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts import outbox
@@ -27,6 +27,8 @@ from app.services import plans
 logger = logging.getLogger(__name__)
 
 PLAN_CHANGED = "plan_changed"
+# How a search paused to fit a lower plan is marked, so that an upgrade resumes it.
+PLAN_LIMIT_PAUSE = "Paused: over the"
 
 
 class PlanSource(StrEnum):
@@ -46,6 +48,7 @@ class PlanChange:
     plan: str
     paused: list[Search] = field(default_factory=list)
     adjusted: list[Search] = field(default_factory=list)
+    resumed: list[Search] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -78,6 +81,7 @@ async def change_plan(
         return PlanChange(user.id, previous, previous)
     user.plan = plan.value
     paused, adjusted = await _fit_searches(session, user.id, plan, now)
+    resumed = await _resume_plan_paused(session, user.id, plan, now)
     audit = AuditLog(
         id=new_id(),
         actor_id=actor_id,
@@ -89,12 +93,13 @@ async def change_plan(
             "source": source.value,
             "paused_searches": [str(search.id) for search in paused],
             "adjusted_searches": [str(search.id) for search in adjusted],
+            "resumed_searches": [str(search.id) for search in resumed],
             **(details or {}),
         },
         created_at=now,
     )
     session.add(audit)
-    change = PlanChange(user.id, previous, plan.value, paused, adjusted)
+    change = PlanChange(user.id, previous, plan.value, paused, adjusted, resumed)
     # Keyed by the audit row: one notice per change, written in the same transaction.
     await outbox.enqueue_notice(
         session,
@@ -173,7 +178,7 @@ async def _fit_searches(
     for search in paused:
         search.is_active = False
         search.paused_at = now
-        search.paused_reason = f"Paused: over the {plan.name} plan's limit"
+        search.paused_reason = f"{PLAN_LIMIT_PAUSE} {plan.name} plan's limit"
         search.next_check_at = None
         search.updated_at = now
     adjusted: list[Search] = []
@@ -196,6 +201,42 @@ async def _fit_searches(
     return paused, adjusted
 
 
+async def _resume_plan_paused(
+    session: AsyncSession, owner_id: uuid.UUID, plan: Plan, now: datetime
+) -> list[Search]:
+    """Resume searches an earlier, lower plan paused, oldest first, as far as this plan's
+    limit allows. Searches the owner paused stay paused."""
+    limit = plans.limits_for(plan).max_active_searches
+    active = await session.scalar(
+        select(func.count())
+        .select_from(Search)
+        .where(Search.owner_id == owner_id, Search.is_active.is_(True))
+    )
+    room = None if limit is None else max(0, limit - int(active or 0))
+    if room == 0:
+        return []
+    waiting = (
+        select(Search)
+        .where(
+            Search.owner_id == owner_id,
+            Search.is_active.is_(False),
+            Search.paused_reason.startswith(PLAN_LIMIT_PAUSE, autoescape=True),
+        )
+        .order_by(Search.created_at, Search.id)
+    )
+    if room is not None:
+        waiting = waiting.limit(room)
+    resumed = list(await session.scalars(waiting))
+    for search in resumed:
+        search.is_active = True
+        search.paused_at = None
+        search.paused_reason = None
+        search.next_check_at = now
+        search.updated_at = now
+    await session.flush()
+    return resumed
+
+
 def _plan_change_text(change: PlanChange) -> str:
     plan = Plan(change.plan)
     limits = plans.limits_for(plan)
@@ -215,9 +256,12 @@ def _plan_change_text(change: PlanChange) -> str:
     if change.adjusted:
         names = ", ".join(f"'{search.name}'" for search in change.adjusted)
         lines.append(f"We reduced the marketplaces or the check frequency of: {names}.")
+    if change.resumed:
+        names = ", ".join(f"'{search.name}'" for search in change.resumed)
+        lines.append(f"We resumed the searches an earlier plan had paused: {names}.")
     if change.paused or change.adjusted:
         lines.append(
-            "Nothing was deleted: after an upgrade you can resume paused searches and widen "
+            "Nothing was deleted: an upgrade resumes the paused searches, and you can widen "
             "the others again."
         )
     return "\n\n".join(lines)

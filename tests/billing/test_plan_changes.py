@@ -67,6 +67,52 @@ async def test_a_downgrade_pauses_the_newest_searches_beyond_the_limit(
     assert searches["paused by owner"].paused_reason == PAUSED_BY_OWNER
 
 
+async def test_an_upgrade_resumes_what_a_downgrade_paused_as_far_as_its_limit_allows(
+    session: AsyncSession,
+) -> None:
+    user = await make_user(session, email="pro@example.com", plan=Plan.PRO)
+    await make_searches(session, user, 7)
+    await make_search(
+        session,
+        owner=user,
+        name="paused by owner",
+        is_active=False,
+        paused_reason=PAUSED_BY_OWNER,
+        created_at=utcnow() - timedelta(days=30),
+    )
+    down = await billing.change_plan(session, user, Plan.FREE, source=billing.PlanSource.ADMIN)
+    await session.commit()
+    assert len(down.paused) == 5  # FREE keeps 2 active
+
+    # STARTER allows 5 active: three of the five come back, the oldest first.
+    up = await billing.change_plan(session, user, Plan.STARTER, source=billing.PlanSource.ADMIN)
+    await session.commit()
+    assert [search.name for search in up.resumed] == ["s2", "s3", "s4"]
+    searches = await searches_of(session, user)
+    assert {name for name, s in searches.items() if s.is_active} == {"s0", "s1", "s2", "s3", "s4"}
+    for name in ("s2", "s3", "s4"):
+        assert searches[name].paused_reason is None
+        assert searches[name].paused_at is None
+        assert searches[name].next_check_at is not None
+    assert searches["s5"].paused_reason == "Paused: over the FREE plan's limit"
+    assert searches["paused by owner"].paused_reason == PAUSED_BY_OWNER
+
+    # No limit on BUSINESS: the rest come back, the owner's own pause stays.
+    top = await billing.change_plan(session, user, Plan.BUSINESS, source=billing.PlanSource.ADMIN)
+    await session.commit()
+    assert sorted(search.name for search in top.resumed) == ["s5", "s6"]
+    searches = await searches_of(session, user)
+    assert not searches["paused by owner"].is_active
+    told = [n for n in await notices(session, user) if "'s5', 's6'" in n.payload["text"]]
+    assert sorted(n.channel for n in told) == ["email", "in_app"]
+    assert "We resumed the searches an earlier plan had paused" in told[0].payload["text"]
+    audit = await session.scalar(
+        select(AuditLog).where(AuditLog.user_id == user.id).order_by(AuditLog.created_at.desc())
+    )
+    assert audit is not None
+    assert len(audit.details["resumed_searches"]) == 2
+
+
 async def test_a_downgrade_trims_marketplaces_and_frequency_of_the_remaining_searches(
     session: AsyncSession,
 ) -> None:
@@ -140,6 +186,7 @@ async def test_a_plan_change_tells_the_user_by_email_and_in_app_and_is_audited(
         "source": "admin",
         "paused_searches": [str(change.paused[0].id)],
         "adjusted_searches": [],
+        "resumed_searches": [],
         "reason": "refund",
     }
     assert email.idempotency_key == f"system:plan_changed:{audit.id}:email"
