@@ -7,6 +7,7 @@ the page's own button.
 
 from __future__ import annotations
 
+import uuid
 from html import escape
 
 from fastapi import APIRouter, Request
@@ -31,14 +32,11 @@ _PAGE = """<!doctype html>
 <h1 style="font-size:1.4rem;">{title}</h1><p>{text}</p>{form}</body></html>"""
 
 
-async def _search(session: SessionDep, settings: SettingsDep, token: str) -> Search:
+def _search_id(settings: SettingsDep, token: str) -> uuid.UUID:
     search_id = search_id_from_token(settings.secret_key.get_secret_value(), token)
     if search_id is None:
         raise NotFound(_INVALID)
-    search = await session.get(Search, search_id)
-    if search is None:
-        raise NotFound(_INVALID)
-    return search
+    return search_id
 
 
 @router.get(
@@ -50,7 +48,9 @@ async def confirm_unsubscribe(
     token: str, session: SessionDep, settings: SettingsDep
 ) -> HTMLResponse:
     """A page asking to confirm: stop email alerts for this search."""
-    search = await _search(session, settings, token)
+    search = await session.get(Search, _search_id(settings, token))
+    if search is None:
+        raise NotFound(_INVALID)
     name = escape(search.name)
     form = (
         f'<form method="post" action="{escape(token)}">'
@@ -77,7 +77,8 @@ async def unsubscribe(
 ) -> UnsubscribeResult | Response:
     """Stop email alerts for the link's search. Any body is accepted (RFC 8058 sends
     `List-Unsubscribe=One-Click`); doing it twice is harmless."""
-    search = await searches.stop_email_alerts(session, (await _search(session, settings, token)).id)
+    # The service loads the search itself and answers NotFound when it is gone.
+    search = await searches.stop_email_alerts(session, _search_id(settings, token))
     result = UnsubscribeResult(
         search_id=search.id,
         search_name=search.name,
