@@ -90,6 +90,15 @@ async def _check(
     runtime: MonitoringRuntime, due: Sequence[scheduler.DueSearch], concurrency: int
 ) -> CycleReport:
     groups, unavailable = await _group(runtime, due)
+    outcomes = await check_groups(runtime, groups, concurrency=concurrency)
+    return CycleReport(searches=len(due), groups=len(groups), outcomes=[*unavailable, *outcomes])
+
+
+async def check_groups(
+    runtime: MonitoringRuntime, groups: Sequence[scheduler.CheckGroup], *, concurrency: int
+) -> list[GroupOutcome]:
+    """Check the groups concurrently, at most `concurrency` at a time: while one group
+    waits for its marketplace, others store theirs."""
     gate = asyncio.Semaphore(concurrency)
     finished: set[int] = set()
 
@@ -100,7 +109,7 @@ async def _check(
         return outcome
 
     try:
-        outcomes = await asyncio.gather(*(bounded(i, group) for i, group in enumerate(groups)))
+        return await asyncio.gather(*(bounded(i, group) for i, group in enumerate(groups)))
     except asyncio.CancelledError:
         # Shutting down mid-cycle: what was not checked is due again now, not in minutes.
         cut_short = {
@@ -116,7 +125,6 @@ async def _check(
         except (SQLAlchemyError, OSError) as exc:
             logger.warning("could not release %d searches (%s): leases expire", len(cut_short), exc)
         raise
-    return CycleReport(searches=len(due), groups=len(groups), outcomes=[*unavailable, *outcomes])
 
 
 async def _group(

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from app.marketplaces.base import Listing
@@ -27,6 +28,14 @@ def normalise(text: str) -> tuple[str, ...]:
     decomposed = unicodedata.normalize("NFKD", text)
     without_accents = "".join(c for c in decomposed if not unicodedata.combining(c))
     return tuple(_NON_WORD.sub(" ", without_accents.casefold()).split())
+
+
+@lru_cache(maxsize=16_384)
+def _title_words(title: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    # A group's listings are matched against every search in it (hundreds for a popular
+    # query): each title is normalised once, not once per search.
+    words = normalise(title)
+    return words, frozenset(words)
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,7 @@ class Matcher:
     condition: str | None
 
     def matches(self, listing: Listing) -> bool:
-        title_words = normalise(listing.title)
-        title_set = frozenset(title_words)
+        title_words, title_set = _title_words(listing.title)
         if not any(term.occurs_in(title_words, title_set) for term in self.keywords):
             return False
         if any(term.occurs_in(title_words, title_set) for term in self.excludes):

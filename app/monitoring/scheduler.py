@@ -142,6 +142,28 @@ def group_by_query(
     ]
 
 
+def batch_groups(
+    groups: Sequence[CheckGroup], *, max_groups: int, max_searches: int
+) -> list[list[CheckGroup]]:
+    """The groups packed into batches of at most `max_groups` groups and `max_searches`
+    searches (a larger group is a batch of its own), largest groups first so the longest
+    checks start earliest. One task per batch lets a worker process check several groups at
+    once instead of waiting on one marketplace call at a time."""
+    batches: list[list[CheckGroup]] = []
+    batch: list[CheckGroup] = []
+    searches = 0
+    for group in sorted(groups, key=lambda g: len(g.search_ids), reverse=True):
+        size = len(group.search_ids)
+        if batch and (len(batch) >= max_groups or searches + size > max_searches):
+            batches.append(batch)
+            batch, searches = [], 0
+        batch.append(group)
+        searches += size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def upstream_query(
     criteria: Mapping[str, Any], capabilities: Capabilities, marketplace: str = ""
 ) -> Query:

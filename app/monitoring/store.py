@@ -16,11 +16,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, text, tuple_
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
-from app.db import dialect_insert
+from app.db import UTCDateTime, dialect_insert
 from app.marketplaces.base import Listing
 from app.models import (
     Alert,
@@ -86,16 +87,41 @@ async def store_fetch(
     *,
     now: datetime,
 ) -> StoreResult:
-    """Upsert the listings, then match them against each search. Flushes, never commits."""
+    """Upsert the listings, then match them against each search. Flushes, never commits.
+
+    A group's matches and alerts are written together, a few statements for the whole
+    group rather than a few per search: a popular query has hundreds of searches.
+    """
     stored = await upsert_listings(session, marketplace, listings, now=now)
     result = StoreResult(
         listings_new=sum(s.is_new for s in stored),
         listings_updated=sum(not s.is_new for s in stored),
     )
-    for search in searches:
-        matched = [s for s in stored if search.matcher.matches(s.listing)]
-        if matched:
-            await _record_matches(session, search, matched, now=now, result=result)
+    matched_by_search = _match(stored, searches)
+    new_matches = await _insert_matches(session, matched_by_search, now)
+    result.matches_new = len(new_matches)
+    result.new_match_ids = list(new_matches.values())
+    dropped = [
+        (search, [s for s in matched if s.price_dropped and (search.id, s.id) not in new_matches])
+        for search, matched in matched_by_search
+        if search.alert_on_price_drop
+    ]
+    earlier_matches = await _match_ids(
+        session, [(search.id, s.id) for search, cheaper in dropped for s in cheaper]
+    )
+    alerts = [
+        alert
+        for search, matched in matched_by_search
+        for alert in _new_listing_alerts(search, matched, new_matches, now)
+    ]
+    for search, cheaper in dropped:
+        for s in cheaper:
+            match_id = earlier_matches.get((search.id, s.id))
+            alerts += [
+                _alert_values(search, s, channel, AlertKind.PRICE_DROP, match_id, now)
+                for channel in _channels(search)
+            ]
+    result.alerts_created = await _insert_alerts(session, alerts)
     metrics.record_stored(marketplace, result)
     return result
 
@@ -126,15 +152,16 @@ async def _upsert_batch(
         )
     }
     insert = dialect_insert(session)
-    statement = insert(ListingRow).values(
-        [_listing_values(item, marketplace, now) for item in batch]
-    )
+    statement = insert(ListingRow)
     refreshed = ("title", "price", "currency", "image_url", "location", "condition", "last_seen_at")
     statement = statement.on_conflict_do_update(
         index_elements=["marketplace", "external_id"],
         set_={name: statement.excluded[name] for name in refreshed},
     ).returning(ListingRow.id, ListingRow.external_id)
-    ids = {row.external_id: row.id for row in await session.execute(statement)}
+    # Rows as parameters, not .values(rows): a multi-row VALUES is compiled afresh on every
+    # call (tens of ms of CPU for 50 rows), a parameterised statement once per process.
+    rows = [_listing_values(item, marketplace, now) for item in batch]
+    ids = {row.external_id: row.id for row in await session.execute(statement, rows)}
 
     stored = [
         StoredListing(
@@ -157,24 +184,103 @@ async def _upsert_batch(
         if s.listing.price is not None and (s.is_new or s.previous_price != s.listing.price)
     ]
     if history:
-        await session.execute(insert(ListingPrice).values(history))
+        await session.execute(insert(ListingPrice), history)
     return stored
 
 
-async def _record_matches(
-    session: AsyncSession,
-    search: SearchToStore,
-    matched: Sequence[StoredListing],
-    *,
-    now: datetime,
-    result: StoreResult,
-) -> None:
-    insert = dialect_insert(session)
-    statement = (
-        insert(SearchMatch)
-        .on_conflict_do_nothing(index_elements=["search_id", "listing_id"])
-        .returning(SearchMatch.id, SearchMatch.listing_id)
+MatchKey = tuple[uuid.UUID, uuid.UUID]  # (search id, listing id)
+
+
+def _match(
+    stored: Sequence[StoredListing], searches: Iterable[SearchToStore]
+) -> list[tuple[SearchToStore, list[StoredListing]]]:
+    """Each search with the listings it matched (searches matching nothing left out).
+
+    Searches with equal criteria share one list, computed once: in a group, most do.
+    """
+    by_matcher: dict[Matcher, list[StoredListing]] = {}
+    matched_by_search = []
+    for search in searches:
+        matched = by_matcher.get(search.matcher)
+        if matched is None:
+            matched = [s for s in stored if search.matcher.matches(s.listing)]
+            by_matcher[search.matcher] = matched
+        if matched:
+            matched_by_search.append((search, matched))
+    return matched_by_search
+
+
+# PostgreSQL gets a group's matches as two sets of arrays and builds the rows itself: the
+# searches, each with the number of its list of matched listings, and those lists. A popular
+# query's group (a thousand searches sharing 50 listings) is then a thousand plus fifty
+# array elements, not fifty thousand parameter rows, and a row per search comes back.
+_INSERT_MATCHES_POSTGRESQL = text(
+    """
+    WITH matched AS (
+        SELECT searches.search_id, searches.user_id, listings.listing_id, listings.price
+        FROM unnest(
+            CAST(:search_ids AS UUID[]), CAST(:user_ids AS UUID[]), CAST(:search_lists AS INT[])
+        ) AS searches(search_id, user_id, list_number)
+        JOIN unnest(
+            CAST(:listing_ids AS UUID[]), CAST(:prices AS NUMERIC[]), CAST(:listing_lists AS INT[])
+        ) AS listings(listing_id, price, list_number) USING (list_number)
+    ), inserted AS (
+        INSERT INTO search_matches
+            (id, search_id, listing_id, user_id, matched_at, price_at_match, is_saved, is_hidden)
+        SELECT gen_random_uuid(), search_id, listing_id, user_id, :matched_at, price, false, false
+        FROM matched
+        ON CONFLICT (search_id, listing_id) DO NOTHING
+        RETURNING id, search_id, listing_id
     )
+    SELECT search_id, array_agg(listing_id) AS listing_ids, array_agg(id) AS ids
+    FROM inserted
+    GROUP BY search_id
+    """
+).bindparams(bindparam("matched_at", type_=UTCDateTime()))
+SEARCHES_PER_STATEMENT = 2_000
+
+
+async def _insert_matches(
+    session: AsyncSession,
+    matched_by_search: Sequence[tuple[SearchToStore, Sequence[StoredListing]]],
+    now: datetime,
+) -> dict[MatchKey, uuid.UUID]:
+    """Insert the match rows that do not exist yet; returns the new ones' ids."""
+    if session.get_bind().dialect.name != "postgresql":
+        return await _insert_match_rows(session, matched_by_search, now)
+    new: dict[MatchKey, uuid.UUID] = {}
+    for start in range(0, len(matched_by_search), SEARCHES_PER_STATEMENT):
+        chunk = matched_by_search[start : start + SEARCHES_PER_STATEMENT]
+        list_numbers: dict[int, int] = {}
+        searches: dict[str, list[Any]] = {"search_ids": [], "user_ids": [], "search_lists": []}
+        listings: dict[str, list[Any]] = {"listing_ids": [], "prices": [], "listing_lists": []}
+        for search, matched in chunk:
+            number = list_numbers.get(id(matched))
+            if number is None:
+                number = list_numbers[id(matched)] = len(list_numbers)
+                listings["listing_ids"] += [s.id for s in matched]
+                listings["prices"] += [s.listing.price for s in matched]
+                listings["listing_lists"] += [number] * len(matched)
+            searches["search_ids"].append(search.id)
+            searches["user_ids"].append(search.owner_id)
+            searches["search_lists"].append(number)
+        inserted = await session.execute(
+            _INSERT_MATCHES_POSTGRESQL, {**searches, **listings, "matched_at": now}
+        )
+        for row in inserted:
+            new.update(
+                ((row.search_id, listing_id), match_id)
+                for listing_id, match_id in zip(row.listing_ids, row.ids, strict=True)
+            )
+    return new
+
+
+async def _insert_match_rows(
+    session: AsyncSession,
+    matched_by_search: Sequence[tuple[SearchToStore, Sequence[StoredListing]]],
+    now: datetime,
+) -> dict[MatchKey, uuid.UUID]:
+    """The same for SQLite, a parameter row per match."""
     rows = [
         {
             "id": uuid.uuid4(),
@@ -186,61 +292,63 @@ async def _record_matches(
             "is_saved": False,
             "is_hidden": False,
         }
+        for search, matched in matched_by_search
         for s in matched
     ]
-    # Rows as parameters, not .values(): the statement compiles once and is cached, where a
-    # fresh multi-row VALUES per search cost ~50 ms of CPU each (a group of a popular query,
-    # hundreds of searches, outran the task's time limit).
-    new_matches = {row.listing_id: row.id for row in await session.execute(statement, rows)}
-    result.matches_new += len(new_matches)
-    result.new_match_ids.extend(new_matches.values())
+    if not rows:
+        return {}
+    statement = (
+        sqlite.insert(SearchMatch)
+        .on_conflict_do_nothing(index_elements=["search_id", "listing_id"])
+        .returning(SearchMatch.id, SearchMatch.search_id, SearchMatch.listing_id)
+    )
+    inserted = await session.execute(statement, rows)
+    return {(row.search_id, row.listing_id): row.id for row in inserted}
 
+
+def _new_listing_alerts(
+    search: SearchToStore,
+    matched: Sequence[StoredListing],
+    new_matches: dict[MatchKey, uuid.UUID],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    fresh = [s for s in matched if (search.id, s.id) in new_matches]
+    if not fresh or search.is_silent:
+        return []
     channels = _channels(search)
-    alerts: list[dict[str, Any]] = []
-    fresh = [s for s in matched if s.id in new_matches]
-    if fresh and not search.is_silent:
-        if len(fresh) == 1:
-            only = fresh[0]
-            alerts += [
-                _alert_values(
-                    search, only, channel, AlertKind.NEW_LISTING, new_matches[only.id], now
-                )
-                for channel in channels
-            ]
-        else:
-            # Several new listings from one check: one digest per channel, not a flood.
-            alerts += [_digest_values(search, fresh, channel, now) for channel in channels]
-    if search.alert_on_price_drop:
-        dropped = [s for s in matched if s.price_dropped and s.id not in new_matches]
-        match_ids = await _match_ids(session, search.id, [s.id for s in dropped])
-        alerts += [
-            _alert_values(search, s, channel, AlertKind.PRICE_DROP, match_ids.get(s.id), now)
-            for s in dropped
+    if len(fresh) == 1:
+        only = fresh[0]
+        match_id = new_matches[(search.id, only.id)]
+        return [
+            _alert_values(search, only, channel, AlertKind.NEW_LISTING, match_id, now)
             for channel in channels
         ]
-    if alerts:
-        created = await session.execute(
-            insert(Alert)
-            .values(alerts)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(Alert.id)
-        )
-        result.alerts_created += len(created.all())
+    # Several new listings from one check: one digest per channel, not a flood.
+    return [_digest_values(search, fresh, channel, now) for channel in channels]
 
 
-async def _match_ids(
-    session: AsyncSession, search_id: uuid.UUID, listing_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, uuid.UUID]:
-    if not listing_ids:
+async def _insert_alerts(session: AsyncSession, alerts: Sequence[dict[str, Any]]) -> int:
+    """Write the outbox rows whose idempotency key is new; returns how many were written."""
+    if not alerts:
+        return 0
+    statement = (
+        dialect_insert(session)(Alert)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Alert.id)
+    )
+    created = await session.execute(statement, list(alerts))
+    return len(created.all())
+
+
+async def _match_ids(session: AsyncSession, keys: Sequence[MatchKey]) -> dict[MatchKey, uuid.UUID]:
+    if not keys:
         return {}
     rows = await session.execute(
-        select(SearchMatch.listing_id, SearchMatch.id).where(
-            tuple_(SearchMatch.search_id, SearchMatch.listing_id).in_(
-                [(search_id, listing_id) for listing_id in listing_ids]
-            )
+        select(SearchMatch.search_id, SearchMatch.listing_id, SearchMatch.id).where(
+            tuple_(SearchMatch.search_id, SearchMatch.listing_id).in_(keys)
         )
     )
-    return {row.listing_id: row.id for row in rows}
+    return {(row.search_id, row.listing_id): row.id for row in rows}
 
 
 def _listing_values(item: Listing, marketplace: str, now: datetime) -> dict[str, Any]:

@@ -125,6 +125,9 @@ def celery_env(database_url: str, broker_url: str, ebay: EbayFake) -> dict[str, 
         "CELERY_BROKER_URL": broker_url,
         "REDIS_URL": broker_url,
         "SCHEDULER_TICK_S": "1",
+        # Small batches keep a cycle long enough to be cut in the middle, and a kill still
+        # loses a batch of more than one group.
+        "CHECK_GROUPS_PER_TASK": "2",
         "DEBUG": "true",
         "SECRET_KEY": "chaos-secret-key-with-more-than-thirty-two-bytes",
     }

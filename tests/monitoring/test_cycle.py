@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -289,3 +290,24 @@ async def test_fifty_ebay_searches_over_five_queries_make_five_search_calls(
         assert report.errors == []
         assert fake.search_calls == 5
         assert fake.token_calls == 1
+
+
+def _group(name: str, searches: int) -> scheduler.CheckGroup:
+    return scheduler.CheckGroup(
+        marketplace="demo",
+        query=Query(keywords=(name,)),
+        search_ids=tuple(uuid.uuid4() for _ in range(searches)),
+    )
+
+
+def test_groups_are_batched_largest_first_within_both_limits() -> None:
+    groups = [_group(f"q{n}", size) for n, size in enumerate([1, 7, 2, 30, 3, 3, 1, 1])]
+    batches = scheduler.batch_groups(groups, max_groups=3, max_searches=10)
+    sizes = [[len(g.search_ids) for g in batch] for batch in batches]
+    # 30 is over the search limit: a batch of its own, first.
+    assert sizes == [[30], [7, 3], [3, 2, 1], [1, 1]]
+    assert sorted(id(g) for batch in batches for g in batch) == sorted(id(g) for g in groups)
+
+
+def test_no_groups_make_no_batches() -> None:
+    assert scheduler.batch_groups([], max_groups=8, max_searches=1_000) == []

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -119,3 +119,53 @@ async def test_large_fetch_is_batched(session: AsyncSession, user: User) -> None
     assert result.listings_new == 1200
     assert await count(session, SearchMatch) == 1200
     assert uuid.UUID(str(result.new_match_ids[0]))
+
+
+async def test_a_group_of_searches_writes_its_matches_and_alerts_in_one_statement_each(
+    session: AsyncSession, user: User, other_user: User
+) -> None:
+    searches = [await spec(session, owner) for owner in (user, other_user) * 10]
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = await store_fetch(session, "ebay", [item(1), item(2)], searches, now=utcnow())
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    await session.commit()
+    assert result.matches_new == 40
+    assert await count(session, SearchMatch) == 40
+    # Two new listings per search: one digest per channel (email, in_app) per search.
+    assert result.alerts_created == await count(session, Alert) == 40
+    assert sum("INSERT INTO SEARCH_MATCHES" in s for s in statements) == 1
+    assert sum("INSERT INTO ALERTS" in s for s in statements) == 1
+
+
+async def test_a_group_stores_only_the_matches_each_search_does_not_have_yet(
+    session: AsyncSession, user: User, other_user: User
+) -> None:
+    first, second = await spec(session, user), await spec(session, other_user)
+    await store_fetch(session, "ebay", [item(1)], [first], now=utcnow())
+    await session.commit()
+    result = await store_fetch(session, "ebay", [item(1), item(2)], [first, second], now=utcnow())
+    await session.commit()
+    # first already had listing 1; second gets both, first gets listing 2 only.
+    assert result.matches_new == 3
+    assert len(set(result.new_match_ids)) == 3
+    pairs = {
+        (row.search_id, row.listing_id)
+        for row in await session.execute(select(SearchMatch.search_id, SearchMatch.listing_id))
+    }
+    assert len(pairs) == await count(session, SearchMatch) == 4
+    # first: one alert per channel for its single new listing (as after the first store);
+    # second: a digest per channel for its two.
+    assert result.alerts_created == 4
+    kinds = sorted(
+        (row.search_id == first.id, row.kind)
+        for row in await session.execute(select(Alert.search_id, Alert.kind))
+    )
+    assert kinds == [(False, "digest")] * 2 + [(True, "new_listing")] * 4
