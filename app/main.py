@@ -57,6 +57,7 @@ from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import TokenPolicy, TokenSigner
 from app.services import templates as template_service
+from app.services.listing_pages import PageCache
 from app.web.dashboard import create_dashboard
 
 logger = logging.getLogger("app")
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     app.state.resolve_host = ssrf.system_resolver
+    app.state.listing_pages = PageCache(settings.listings_page_cache_entries)
 
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -21,6 +21,7 @@ from app.monitoring.fetch import MonitoringRuntime
 from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
+from app.services.listing_pages import PageCache
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -42,7 +43,9 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_token_policy(request: Request) -> TokenPolicy:
+# async, though it awaits nothing: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hop on every authenticated request for one attribute read.
+async def get_token_policy(request: Request) -> TokenPolicy:
     policy: TokenPolicy = request.app.state.token_policy
     return policy
 
@@ -113,6 +116,15 @@ async def get_current_admin(user: CurrentUser) -> User:
 
 
 CurrentAdmin = Annotated[User, Depends(get_current_admin, scope="function")]
+
+
+async def get_listing_pages(request: Request) -> PageCache:
+    """This process's cache of GET /listings/ pages (async: no thread hop, see above)."""
+    pages: PageCache = request.app.state.listing_pages
+    return pages
+
+
+ListingPagesDep = Annotated[PageCache, Depends(get_listing_pages)]
 
 
 def get_monitoring_runtime(request: Request) -> MonitoringRuntime:

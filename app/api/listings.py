@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, ListingPagesDep, SessionDep
 from app.schemas.listings import (
     ListingDetail,
     ListingPage,
@@ -16,7 +16,7 @@ from app.schemas.listings import (
     ListingStateUpdate,
     RecentListingQuery,
 )
-from app.services import listings
+from app.services import listing_pages, listings
 
 router = APIRouter(prefix="/listings", tags=["listings"])
 
@@ -49,12 +49,23 @@ _LISTING_PATH = "/{listing_id:listing_id}"
     },
 )
 async def list_listings(
-    query: Annotated[ListingQuery, Query()], session: SessionDep, user: CurrentUser
-) -> ListingPage:
+    query: Annotated[ListingQuery, Query()],
+    session: SessionDep,
+    user: CurrentUser,
+    pages: ListingPagesDep,
+) -> Response:
     """Listings your searches matched, one entry per listing; hidden ones only on request."""
-    return await listings.list_listings(
-        session, owner_id=user.id, filters=query.filters(), limit=query.limit, offset=query.offset
+    # The page is already the JSON of a ListingPage: returning it as is spares validating
+    # and serialising every listing again, cached or not.
+    body = await listing_pages.page_json(
+        session,
+        pages,
+        owner=user,
+        filters=query.filters(),
+        limit=query.limit,
+        offset=query.offset,
     )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/recent", response_model=ListingPage, responses={**_AUTH, **_INVALID})

@@ -46,6 +46,10 @@ class User(Base):
     subscription_status: Mapped[str | None] = mapped_column(String(32))
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # Raised in the same transaction as every change to what the user's listing pages
+    # show, so a page cached under one value can never be served once it is stale.
+    feed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -19,7 +19,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.marketplaces import registry as marketplace_registry
 from app.models import Search, User
 from app.models.enums import AlertChannel, Plan
-from app.monitoring import cycle
+from app.monitoring import cycle, feed_versions
 from app.monitoring.cycle import CycleReport
 from app.monitoring.fetch import MonitoringRuntime
 from app.schemas.searches import SearchCreate, SearchCriteria, SearchUpdate
@@ -143,10 +143,13 @@ async def update(
 
 
 async def delete(session: AsyncSession, search_id: uuid.UUID, *, owner_id: uuid.UUID) -> None:
-    """Delete the search; the database cascades to its matches. NotFound if not theirs."""
+    """Delete the search; the database cascades to its matches, so the owner's feed version
+    goes up. NotFound if not theirs."""
     search = await get(session, search_id, owner_id=owner_id)
     await session.delete(search)
     await session.flush()
+    # After the delete, as every writer orders its locks (see feed_versions).
+    await feed_versions.bump(session, [owner_id])
 
 
 async def stop_email_alerts(session: AsyncSession, search_id: uuid.UUID) -> Search:
