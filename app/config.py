@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     fetch_cache_ttl_s: float = Field(default=10.0, ge=0, le=3600)
     check_concurrency: int = Field(default=20, ge=1, le=200)
     # Groups (upstream queries) in one Celery check task, checked concurrently by its worker.
-    check_groups_per_task: int = Field(default=8, ge=1, le=200)
+    check_groups_per_task: int = Field(default=20, ge=1, le=200)
 
     # --- outbound URLs ---
     # Tests and local development only: lets user URLs point at 127.0.0.1 (any port).

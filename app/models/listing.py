@@ -61,9 +61,9 @@ class SearchMatch(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    search_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("searches.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own: the unique (search_id, listing_id) index serves lookups by search,
+    # and every index is paid for on the hottest insert path.
+    search_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"))
     listing_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("listings.id", ondelete="CASCADE"), index=True
     )

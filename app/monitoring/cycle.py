@@ -104,7 +104,16 @@ async def check_groups(
 
     async def bounded(index: int, group: scheduler.CheckGroup) -> GroupOutcome:
         async with gate:
-            outcome = await check_group(runtime, group)
+            try:
+                outcome = await check_group(runtime, group)
+            except SQLAlchemyError as exc:
+                # One group's failed write (a lost connection, say) must not stop the
+                # others: its searches stay claimed and are checked again when the lease ends.
+                logger.exception("storing a check of %s failed", group.marketplace)
+                outcome = GroupOutcome(
+                    marketplace=group.marketplace,
+                    error=f"{group.marketplace}: storing the check failed ({type(exc).__name__})",
+                )
         finished.add(index)
         return outcome
 

@@ -11,10 +11,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import httpx
 from limits import RateLimitItemPerMinute
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
@@ -168,7 +169,13 @@ async def check_group(
     now = now or utcnow()
     adapter = runtime.adapters[group.marketplace]
     async with runtime.session_factory() as session:
-        searches = await _active_searches(session, group.search_ids)
+        searches = (
+            await session.execute(
+                select(*_STORING_COLUMNS).where(
+                    Search.id.in_(group.search_ids), Search.is_active.is_(True)
+                )
+            )
+        ).all()
         to_store = [
             SearchToStore(
                 id=s.id,
@@ -184,17 +191,56 @@ async def check_group(
             )
             for s in searches
         ]
+        recovered = [s.id for s in searches if s.consecutive_failures >= FAILING_NOTICE_AFTER]
+        for search in await _active_searches(session, recovered) if recovered else ():
+            await _tell_owner(session, search, now, recovered=True)
+        await _record_success(session, searches, now)
+        # Last, so that the user rows it locks (feed versions) are held the shortest time.
         outcome.stored = await store_fetch(session, group.marketplace, listings, to_store, now=now)
         metrics.record_checks(group.marketplace, len(searches), ok=True)
-        for search in searches:
-            if search.consecutive_failures >= FAILING_NOTICE_AFTER:
-                await _tell_owner(session, search, now, recovered=True)
-            search.last_checked_at = now
-            search.last_error = None
-            search.consecutive_failures = 0
-            search.next_check_at = scheduler.next_check_at(now, search.check_frequency_minutes)
         await session.commit()
     return outcome
+
+
+# What storing a check needs of each search, read as plain rows: a popular query's group
+# has hundreds of searches, and ORM objects for them cost more than the rest of the check.
+_STORING_COLUMNS = (
+    Search.id,
+    Search.owner_id,
+    Search.criteria,
+    Search.alert_channels,
+    Search.alert_on_first_check,
+    Search.alert_on_price_drop,
+    Search.alert_mode,
+    Search.consecutive_failures,
+    Search.check_frequency_minutes,
+)
+# The table, not the entity: an executemany UPDATE by id, not an ORM bulk update.
+_searches = cast(Table, Search.__table__)
+
+
+async def _record_success(session: AsyncSession, searches: Sequence[Any], now: datetime) -> None:
+    """Mark the searches checked and schedule each one's next check (one statement)."""
+    if not searches:
+        return
+    await session.execute(
+        update(_searches)
+        .where(_searches.c.id == bindparam("search_id"))
+        .values(
+            last_checked_at=now,
+            last_error=None,
+            consecutive_failures=0,
+            next_check_at=bindparam("next_check_at"),
+        ),
+        [
+            {
+                "search_id": s.id,
+                "next_check_at": scheduler.next_check_at(now, s.check_frequency_minutes),
+            }
+            # In id order: a search on two marketplaces is in two groups, maybe stored at once.
+            for s in sorted(searches, key=lambda s: s.id)
+        ],
+    )
 
 
 async def _active_searches(session: AsyncSession, ids: Sequence[object]) -> list[Search]:

@@ -9,6 +9,7 @@ an alert once per idempotency key, however many workers store the same results a
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from app.models import (
     SearchMatch,
 )
 from app.models import Listing as ListingRow
+from app.monitoring import feed_versions
 from app.monitoring.matching import Matcher
 
 BATCH_SIZE = 500
@@ -59,6 +61,8 @@ class StoredListing:
     listing: Listing
     is_new: bool
     previous_price: Decimal | None
+    # A known listing whose shown fields (title, price, image...) are not what they were.
+    changed: bool = False
 
     @property
     def price_dropped(self) -> bool:
@@ -122,8 +126,29 @@ async def store_fetch(
                 for channel in _channels(search)
             ]
     result.alerts_created = await _insert_alerts(session, alerts)
+    await _bump_feed_versions(session, matched_by_search, new_matches, stored)
     metrics.record_stored(marketplace, result)
     return result
+
+
+async def _bump_feed_versions(
+    session: AsyncSession,
+    matched_by_search: Sequence[tuple[SearchToStore, Sequence[StoredListing]]],
+    new_matches: dict[MatchKey, uuid.UUID],
+    stored: Sequence[StoredListing],
+) -> None:
+    """New feed versions for the users whose listing pages this store changed: owners of
+    new matches and of changed listings, in one statement (see app.monitoring.feed_versions)."""
+    owner_of = {search.id: search.owner_id for search, _ in matched_by_search}
+    owners = {owner_of[search_id] for search_id, _ in new_matches}
+    changed = [s.id for s in stored if s.changed]
+    if changed:
+        owners.update(
+            await session.scalars(
+                select(SearchMatch.user_id).where(SearchMatch.listing_id.in_(changed)).distinct()
+            )
+        )
+    await feed_versions.bump(session, owners)
 
 
 async def upsert_listings(
@@ -131,47 +156,59 @@ async def upsert_listings(
 ) -> list[StoredListing]:
     """Insert new listings and refresh known ones, a batch per statement; keep price history."""
     unique = list({item.external_id: item for item in reversed(listings)}.values())[::-1]
-    stored: list[StoredListing] = []
-    for start in range(0, len(unique), BATCH_SIZE):
-        stored.extend(
-            await _upsert_batch(session, marketplace, unique[start : start + BATCH_SIZE], now)
-        )
-    return stored
+    # Written in external id order: two checks storing overlapping listings at once then
+    # lock the rows in the same order, and one waits for the other instead of deadlocking.
+    in_lock_order = sorted(unique, key=lambda item: item.external_id)
+    stored: dict[str, StoredListing] = {}
+    for start in range(0, len(in_lock_order), BATCH_SIZE):
+        batch = in_lock_order[start : start + BATCH_SIZE]
+        for s in await _upsert_batch(session, marketplace, batch, now):
+            stored[s.listing.external_id] = s
+    return [stored[item.external_id] for item in unique]
+
+
+# Refreshed on every sighting of a known listing; all but last_seen_at show on its page.
+_SHOWN_FIELDS = ("title", "price", "currency", "image_url", "location", "condition")
 
 
 async def _upsert_batch(
     session: AsyncSession, marketplace: str, batch: Sequence[Listing], now: datetime
 ) -> list[StoredListing]:
+    if session.get_bind().dialect.name == "postgresql":
+        return await _upsert_batch_postgresql(session, marketplace, batch, now)
     external_ids = [item.external_id for item in batch]
     known = {
-        row.external_id: row.price
+        row.external_id: row
         for row in await session.execute(
-            select(ListingRow.external_id, ListingRow.price).where(
-                ListingRow.marketplace == marketplace, ListingRow.external_id.in_(external_ids)
-            )
+            select(
+                ListingRow.external_id, *(getattr(ListingRow, name) for name in _SHOWN_FIELDS)
+            ).where(ListingRow.marketplace == marketplace, ListingRow.external_id.in_(external_ids))
         )
     }
     insert = dialect_insert(session)
     statement = insert(ListingRow)
-    refreshed = ("title", "price", "currency", "image_url", "location", "condition", "last_seen_at")
     statement = statement.on_conflict_do_update(
         index_elements=["marketplace", "external_id"],
-        set_={name: statement.excluded[name] for name in refreshed},
+        set_={name: statement.excluded[name] for name in (*_SHOWN_FIELDS, "last_seen_at")},
     ).returning(ListingRow.id, ListingRow.external_id)
     # Rows as parameters, not .values(rows): a multi-row VALUES is compiled afresh on every
     # call (tens of ms of CPU for 50 rows), a parameterised statement once per process.
     rows = [_listing_values(item, marketplace, now) for item in batch]
     ids = {row.external_id: row.id for row in await session.execute(statement, rows)}
 
-    stored = [
-        StoredListing(
-            id=ids[item.external_id],
-            listing=item,
-            is_new=item.external_id not in known,
-            previous_price=known.get(item.external_id),
+    stored = []
+    for item, values in zip(batch, rows, strict=True):
+        before = known.get(item.external_id)
+        stored.append(
+            StoredListing(
+                id=ids[item.external_id],
+                listing=item,
+                is_new=before is None,
+                previous_price=None if before is None else before.price,
+                changed=before is not None
+                and any(getattr(before, name) != values[name] for name in _SHOWN_FIELDS),
+            )
         )
-        for item in batch
-    ]
     history = [
         {
             "id": uuid.uuid4(),
@@ -186,6 +223,93 @@ async def _upsert_batch(
     if history:
         await session.execute(insert(ListingPrice), history)
     return stored
+
+
+# The same in one PostgreSQL statement, a batch's columns as arrays: the snapshot the
+# statement starts from still holds each listing as it was (`known`), so the upsert, the
+# price history and what changed come out of one round trip.
+_UPSERT_LISTINGS_POSTGRESQL = text(
+    """
+    WITH incoming AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS UUID[]), CAST(:external_ids AS VARCHAR[]), CAST(:titles AS VARCHAR[]),
+            CAST(:descriptions AS TEXT[]), CAST(:prices AS NUMERIC[]),
+            CAST(:currencies AS VARCHAR[]), CAST(:urls AS VARCHAR[]),
+            CAST(:image_urls AS VARCHAR[]), CAST(:locations AS VARCHAR[]),
+            CAST(:conditions AS VARCHAR[]), CAST(:sellers AS VARCHAR[]),
+            CAST(:posted_ats AS TIMESTAMPTZ[]), CAST(:raws AS JSON[])
+        ) AS incoming(id, external_id, title, description, price, currency, url, image_url,
+                      location, condition, seller, posted_at, raw)
+    ), known AS (
+        SELECT external_id, title, price, currency, image_url, location, condition
+        FROM listings
+        WHERE marketplace = :marketplace
+          AND external_id IN (SELECT external_id FROM incoming)
+    ), upserted AS (
+        INSERT INTO listings (id, marketplace, external_id, title, description, price,
+                              currency, url, image_url, location, condition, seller,
+                              posted_at, first_seen_at, last_seen_at, raw)
+        SELECT id, :marketplace, external_id, title, description, price, currency, url,
+               image_url, location, condition, seller, posted_at, :now, :now, raw
+        FROM incoming
+        ON CONFLICT (marketplace, external_id) DO UPDATE SET
+            title = excluded.title, price = excluded.price, currency = excluded.currency,
+            image_url = excluded.image_url, location = excluded.location,
+            condition = excluded.condition, last_seen_at = excluded.last_seen_at
+        RETURNING id, external_id, title, price, currency, image_url, location, condition
+    ), history AS (
+        INSERT INTO listing_prices (id, listing_id, price, currency, observed_at)
+        SELECT gen_random_uuid(), upserted.id, upserted.price,
+               coalesce(upserted.currency, ''), :now
+        FROM upserted LEFT JOIN known USING (external_id)
+        WHERE upserted.price IS NOT NULL
+          AND (known.external_id IS NULL OR known.price IS DISTINCT FROM upserted.price)
+    )
+    SELECT upserted.id, upserted.external_id, known.external_id IS NULL AS is_new,
+           known.price AS previous_price,
+           (known.external_id IS NOT NULL
+            AND (known.title, known.price, known.currency, known.image_url, known.location,
+                 known.condition)
+                IS DISTINCT FROM (upserted.title, upserted.price, upserted.currency,
+                                  upserted.image_url, upserted.location, upserted.condition)
+           ) AS changed
+    FROM upserted LEFT JOIN known USING (external_id)
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def _upsert_batch_postgresql(
+    session: AsyncSession, marketplace: str, batch: Sequence[Listing], now: datetime
+) -> list[StoredListing]:
+    columns: dict[str, list[Any]] = {
+        "ids": [uuid.uuid4() for _ in batch],
+        "external_ids": [item.external_id for item in batch],
+        "titles": [item.title[:500] for item in batch],
+        "descriptions": [item.description for item in batch],
+        "prices": [item.price for item in batch],
+        "currencies": [item.currency for item in batch],
+        "urls": [item.url for item in batch],
+        "image_urls": [item.image_url for item in batch],
+        "locations": [item.location for item in batch],
+        "conditions": [item.condition for item in batch],
+        "sellers": [item.seller for item in batch],
+        "posted_ats": [item.posted_at for item in batch],
+        "raws": [json.dumps(item.raw, default=str) for item in batch],
+    }
+    rows = await session.execute(
+        _UPSERT_LISTINGS_POSTGRESQL, {**columns, "marketplace": marketplace, "now": now}
+    )
+    by_external_id = {row.external_id: row for row in rows}
+    return [
+        StoredListing(
+            id=(row := by_external_id[item.external_id]).id,
+            listing=item,
+            is_new=row.is_new,
+            previous_price=row.previous_price,
+            changed=row.changed,
+        )
+        for item in batch
+    ]
 
 
 MatchKey = tuple[uuid.UUID, uuid.UUID]  # (search id, listing id)
@@ -454,7 +578,15 @@ async def delete_stale_listings(session: AsyncSession, *, seen_before: datetime)
     Flushes, never commits. Returns how many listings were deleted.
     """
     saved = select(SearchMatch.listing_id).where(SearchMatch.is_saved.is_(True))
-    result = await session.execute(
-        delete(ListingRow).where(ListingRow.last_seen_at < seen_before, ListingRow.id.not_in(saved))
+    stale = (ListingRow.last_seen_at < seen_before, ListingRow.id.not_in(saved))
+    # Their owners' listing pages change: new feed versions. The owners are read before the
+    # rows go, and bumped after, as every writer bumps last (see feed_versions).
+    owners = await session.scalars(
+        select(SearchMatch.user_id)
+        .where(SearchMatch.listing_id.in_(select(ListingRow.id).where(*stale)))
+        .distinct()
     )
+    owner_ids = list(owners)
+    result = await session.execute(delete(ListingRow).where(*stale))
+    await feed_versions.bump(session, owner_ids)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

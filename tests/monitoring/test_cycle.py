@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -156,6 +157,34 @@ async def test_a_failing_query_is_recorded_and_does_not_stop_the_others(
     assert good_row.last_checked_at is not None
 
 
+class UnstorableAdapter(CountingAdapter):
+    """Answers "broken" with a listing the database refuses (no URL)."""
+
+    async def search(self, query: Query) -> list[Listing]:
+        listings = await super().search(query)
+        if "broken" in query.keywords:
+            return [replace(listing, url=None) for listing in listings]  # type: ignore[arg-type]
+        return listings
+
+
+async def test_a_group_that_cannot_be_stored_does_not_stop_the_others(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    broken = await make_search(session, owner=user, keywords=["broken"], marketplaces=["demo"])
+    good = await make_search(session, owner=user, keywords=["good"], marketplaces=["demo"])
+    report = await cycle.run_cycle(runtime_for(app, UnstorableAdapter()))
+    assert report.errors == ["demo: storing the check failed (IntegrityError)"]
+    assert report.matches_new == 3
+    await session.refresh(broken)
+    await session.refresh(good)
+    # Nothing of the broken group was written; it stays claimed until its lease ends.
+    assert broken.last_checked_at is None
+    assert broken.next_check_at > utcnow()
+    assert good.last_checked_at is not None
+    matched = await session.scalars(select(SearchMatch.search_id).distinct())
+    assert set(matched) == {good.id}
+
+
 async def test_recent_responses_are_reused_within_the_cache_ttl(
     app: FastAPI, session: AsyncSession, user: User
 ) -> None:
@@ -203,7 +232,7 @@ async def test_second_check_alerts_only_listings_new_since_the_first(
 
 
 async def test_cleanup_deletes_stale_listings_nobody_saved(
-    session: AsyncSession, user: User
+    session: AsyncSession, user: User, other_user: User
 ) -> None:
     long_ago = utcnow() - timedelta(days=60)
     search = await make_search(session, owner=user)
@@ -213,11 +242,18 @@ async def test_cleanup_deletes_stale_listings_nobody_saved(
     await make_match(session, search=search, listing=stale)
     await make_match(session, search=search, listing=kept, is_saved=True)
 
+    versions = {u.id: u.feed_version for u in (user, other_user)}
+
     deleted = await store.delete_stale_listings(session, seen_before=utcnow() - timedelta(days=30))
     await session.commit()
     assert deleted == 1
     remaining = set((await session.scalars(select(ListingRow.id))).all())
     assert remaining == {kept.id, fresh.id}
+    # The owner's listing pages lost a listing; the other user's did not change.
+    for u in (user, other_user):
+        await session.refresh(u)
+    assert user.feed_version == versions[user.id] + 1
+    assert other_user.feed_version == versions[other_user.id]
 
 
 async def test_a_marketplace_without_credentials_is_never_called(

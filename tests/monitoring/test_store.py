@@ -14,7 +14,7 @@ from app.marketplaces.base import Listing
 from app.models import Alert, ListingPrice, SearchMatch, User
 from app.models import Listing as ListingRow
 from app.monitoring.matching import build_matcher
-from app.monitoring.store import SearchToStore, store_fetch
+from app.monitoring.store import SearchToStore, store_fetch, upsert_listings
 from tests.factories import make_search
 
 
@@ -169,3 +169,61 @@ async def test_a_group_stores_only_the_matches_each_search_does_not_have_yet(
         for row in await session.execute(select(Alert.search_id, Alert.kind))
     )
     assert kinds == [(False, "digest")] * 2 + [(True, "new_listing")] * 4
+
+
+async def test_a_known_listing_is_changed_only_when_a_shown_field_differs(
+    session: AsyncSession,
+) -> None:
+    first = replace(item(1), raw={"itemId": "v1|1|0", "seller": {"feedback": 99.5}})
+    await upsert_listings(session, "ebay", [first, item(2), item(3)], now=utcnow())
+    again = [
+        replace(first, raw={"itemId": "v1|1|0", "seen": 2}),  # only raw differs
+        replace(item(2), image_url="https://i.ebayimg.com/images/g/2/s-l500.jpg"),
+        replace(item(3), price=Decimal("250")),
+        item(4),
+    ]
+    stored = await upsert_listings(session, "ebay", again, now=utcnow())
+    await session.commit()
+    assert [(s.is_new, s.changed) for s in stored] == [
+        (False, False),
+        (False, True),
+        (False, True),
+        (True, False),
+    ]
+    assert stored[2].previous_price == Decimal("300")
+    raw = await session.scalar(select(ListingRow.raw).where(ListingRow.external_id == "v1|1|0"))
+    assert raw == {"itemId": "v1|1|0", "seller": {"feedback": 99.5}}
+    # History: the three first prices, then listing 3's drop and listing 4's first price.
+    assert await count(session, ListingPrice) == 5
+
+
+async def test_storing_raises_the_feed_version_of_users_whose_pages_changed(
+    session: AsyncSession, user: User, other_user: User
+) -> None:
+    mine, theirs = await spec(session, user), await spec(session, other_user)
+    await store_fetch(session, "ebay", [item(1)], [mine, theirs], now=utcnow())
+    await session.commit()
+    await session.refresh(user)
+    await session.refresh(other_user)
+    before = user.feed_version, other_user.feed_version
+
+    # Seen again unchanged, for mine only: nothing on anyone's pages changed.
+    await store_fetch(session, "ebay", [item(1)], [mine], now=utcnow())
+    await session.commit()
+    await session.refresh(user)
+    await session.refresh(other_user)
+    assert (user.feed_version, other_user.feed_version) == before
+
+    # Its price changes, seen by mine only: theirs shows that listing too.
+    await store_fetch(session, "ebay", [item(1, price="280")], [mine], now=utcnow())
+    await session.commit()
+    await session.refresh(user)
+    await session.refresh(other_user)
+    assert (user.feed_version, other_user.feed_version) == (before[0] + 1, before[1] + 1)
+
+    # A new match for theirs only.
+    await store_fetch(session, "ebay", [item(2)], [theirs], now=utcnow())
+    await session.commit()
+    await session.refresh(user)
+    await session.refresh(other_user)
+    assert (user.feed_version, other_user.feed_version) == (before[0] + 1, before[1] + 2)
