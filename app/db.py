@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, any_, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -132,3 +132,12 @@ def ensure_sqlite_directory(database_url: str) -> None:
 def dialect_insert(session: AsyncSession) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL, and SQLite >= 3.35)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN values`; on PostgreSQL `column = ANY(:array)`, one statement text whatever
+    the number of values, so asyncpg prepares it once rather than once per length (each
+    preparation is a round trip and a plan, and busy workers thrashed the statement cache)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)

@@ -6,6 +6,7 @@ its lifespan (for "check now" and the embedded runner). Both close it on the way
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -63,6 +64,7 @@ def build_monitoring_runtime(
         cache_ttl_s=settings.fetch_cache_ttl_s,
         http_client=client,
         claim_lease=timedelta(seconds=settings.check_lease_s),
+        store_slots=asyncio.Semaphore(settings.database_pool_size),
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import one_of
 from app.models import SearchMatch, User
 
 # Ids per statement: PostgreSQL (asyncpg) and SQLite both refuse more than 32,766 bound
@@ -34,7 +35,7 @@ async def bump(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> None:
     concurrent bumps never deadlock on each other. Nothing happens for no ids.
     """
     for chunk in _chunks(sorted(set(user_ids))):
-        await _bump_where(session, User.id.in_(chunk))
+        await _bump_where(session, one_of(session, User.id, chunk))
 
 
 async def bump_owners_of_listings(session: AsyncSession, listing_ids: Iterable[uuid.UUID]) -> None:
@@ -42,7 +43,7 @@ async def bump_owners_of_listings(session: AsyncSession, listing_ids: Iterable[u
     one UPDATE (per 10,000 listings). Call it before deleting listings: their match rows,
     which name the owners, go with them. Nothing happens for no ids."""
     for chunk in _chunks(sorted(set(listing_ids))):
-        owners = select(SearchMatch.user_id).where(SearchMatch.listing_id.in_(chunk))
+        owners = select(SearchMatch.user_id).where(one_of(session, SearchMatch.listing_id, chunk))
         await _bump_where(session, User.id.in_(owners))
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.alerts import outbox
-from app.db import utcnow
+from app.db import one_of, utcnow
 from app.marketplaces.base import Listing, MarketplaceAdapter, MarketplaceError, Query, RateLimited
 from app.models import Search
 from app.monitoring import scheduler
@@ -107,6 +107,11 @@ class MonitoringRuntime:
     cache_ttl_s: float = 10.0
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     claim_lease: timedelta = scheduler.CLAIM_LEASE
+    # Groups storing at once, at most the connections the pool keeps: many more groups may
+    # wait on marketplaces at the same time, but one storing beyond the pool would open an
+    # overflow connection and close it again (a connect, type introspection and fresh
+    # statement preparation for every group).
+    store_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(10))
 
 
 @dataclass
@@ -168,11 +173,11 @@ async def check_group(
     outcome.listings_fetched = len(listings)
     now = now or utcnow()
     adapter = runtime.adapters[group.marketplace]
-    async with runtime.session_factory() as session:
+    async with runtime.store_slots, runtime.session_factory() as session:
         searches = (
             await session.execute(
                 select(*_STORING_COLUMNS).where(
-                    Search.id.in_(group.search_ids), Search.is_active.is_(True)
+                    one_of(session, Search.id, group.search_ids), Search.is_active.is_(True)
                 )
             )
         ).all()

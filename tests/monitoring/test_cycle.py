@@ -179,6 +179,7 @@ async def test_a_group_that_cannot_be_stored_does_not_stop_the_others(
     await session.refresh(good)
     # Nothing of the broken group was written; it stays claimed until its lease ends.
     assert broken.last_checked_at is None
+    assert broken.next_check_at is not None
     assert broken.next_check_at > utcnow()
     assert good.last_checked_at is not None
     matched = await session.scalars(select(SearchMatch.search_id).distinct())
@@ -347,3 +348,58 @@ def test_groups_are_batched_largest_first_within_both_limits() -> None:
 
 def test_no_groups_make_no_batches() -> None:
     assert scheduler.batch_groups([], max_groups=8, max_searches=1_000) == []
+
+
+class SlowAdapter(CountingAdapter):
+    """Answers after a pause, counting the calls in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def search(self, query: Query) -> list[Listing]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            return await super().search(query)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_groups_wait_on_marketplaces_together_but_store_within_the_pool(
+    app: FastAPI, session: AsyncSession, user: User
+) -> None:
+    user.plan = Plan.BUSINESS.value
+    for n in range(8):
+        await make_search(session, owner=user, keywords=[f"query{n}"], marketplaces=["demo"])
+    await session.commit()
+    adapter = SlowAdapter()
+    runtime = runtime_for(app, adapter)
+    runtime.store_slots = asyncio.Semaphore(2)
+    sessions_open = most_sessions_open = 0
+    factory = runtime.session_factory
+
+    class CountingSession:
+        async def __aenter__(self) -> AsyncSession:
+            nonlocal sessions_open, most_sessions_open
+            sessions_open += 1
+            most_sessions_open = max(most_sessions_open, sessions_open)
+            self.inner = factory()
+            return await self.inner.__aenter__()
+
+        async def __aexit__(self, *exc: object) -> None:
+            nonlocal sessions_open
+            sessions_open -= 1
+            await self.inner.__aexit__(*exc)
+
+    runtime.session_factory = CountingSession  # type: ignore[assignment]
+    report = await cycle.check_groups(
+        runtime,
+        await cycle.claim_and_group(runtime),
+        concurrency=8,
+    )
+    assert [o.error for o in report] == [None] * 8
+    assert adapter.most_in_flight == 8
+    assert most_sessions_open <= 2
