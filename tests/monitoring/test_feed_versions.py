@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import User
 from app.monitoring import feed_versions
 from tests.factories import make_listing, make_match, make_search, make_user
-
-
-@contextmanager
-def statements_run(app: FastAPI) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+from tests.statements import statements_run
 
 
 async def versions(session: AsyncSession) -> dict[uuid.UUID, int]:
@@ -47,7 +30,7 @@ async def test_bump_raises_each_named_user_once_in_one_update(
     third = await make_user(session, email="third@example.com")
     updated_at = user.updated_at
 
-    with statements_run(app) as statements:
+    with statements_run(app.state.engine) as statements:
         await feed_versions.bump(session, [other_user.id, user.id, other_user.id])
     await session.commit()
 
@@ -66,7 +49,7 @@ async def test_bump_raises_each_named_user_once_in_one_update(
 
 
 async def test_bump_of_no_one_runs_nothing(app: FastAPI, session: AsyncSession, user: User) -> None:
-    with statements_run(app) as statements:
+    with statements_run(app.state.engine) as statements:
         await feed_versions.bump(session, [])
         await feed_versions.bump(session, iter(()))
         await feed_versions.bump_owners_of_listings(session, [])

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -16,6 +16,7 @@ from app.models import Listing as ListingRow
 from app.monitoring.matching import build_matcher
 from app.monitoring.store import SearchToStore, store_fetch, upsert_listings
 from tests.factories import make_search
+from tests.statements import statements_run
 
 
 def item(n: int, title: str = "Apple iPhone 13 128GB", price: str = "300") -> Listing:
@@ -125,17 +126,9 @@ async def test_a_group_of_searches_writes_its_matches_and_alerts_in_one_statemen
     session: AsyncSession, user: User, other_user: User
 ) -> None:
     searches = [await spec(session, owner) for owner in (user, other_user) * 10]
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(" ".join(statement.split()).upper())
-
-    engine = session.get_bind()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_run(session.get_bind()) as sent:
         result = await store_fetch(session, "ebay", [item(1), item(2)], searches, now=utcnow())
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    statements = [" ".join(statement.split()).upper() for statement in sent]
     await session.commit()
     assert result.matches_new == 40
     assert await count(session, SearchMatch) == 40
