@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, MetaData, any_, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
@@ -76,13 +82,65 @@ def create_engine(
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    on_asyncpg = make_url(database_url).get_driver_name() == "asyncpg"
+    engine = create_async_engine(
         database_url,
         echo=echo,
-        pool_pre_ping=True,
+        pool_pre_ping=not on_asyncpg,
         pool_size=pool_size,
         max_overflow=max_overflow,
     )
+    if on_asyncpg:
+        _check_liveness_on_checkout(engine)
+    return engine
+
+
+# A pooled connection idle for longer than this gets a real ping before it is handed out.
+IDLE_PING_AFTER_S = 60.0
+_IDLE_SINCE = "marketmon_idle_since"
+
+
+def _check_liveness_on_checkout(engine: AsyncEngine) -> None:
+    """What pool_pre_ping is for, at no round trip on a busy pool.
+
+    pool_pre_ping costs three round trips on every checkout with asyncpg (SQLAlchemy wraps
+    its ping in BEGIN and ROLLBACK), more than a short request needs for its own work (a
+    cached page of GET /listings/ needs one). But asyncpg marks a connection closed as soon
+    as the server or the network closes it (a restart, a terminated backend, a reset):
+    checking that flag finds those for free, and raising DisconnectionError makes the pool
+    replace the connection before anyone uses it. A connection idle for a while is pinged
+    for real, as a NAT or a firewall can drop it without a word, which only a round trip
+    reveals. What still slips through (the database going away between this check and the
+    query) fails that one request with a disconnect error, which makes SQLAlchemy
+    invalidate the whole pool; the app answers it with 503 and Retry-After, and later
+    requests get new connections.
+    """
+    dialect = engine.dialect
+    pool = engine.sync_engine.pool
+
+    def on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # `info` lives as long as the DBAPI connection: a replaced one starts without it
+        # (None here: invalidated, to be replaced on its next checkout).
+        if dbapi_connection is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    def on_checkout(
+        dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        driver = proxy.driver_connection
+        if driver is None or driver.is_closed():
+            raise DisconnectionError("the connection was closed while in the pool")
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_AFTER_S:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        # OSError too: the adapter passes a socket error through untranslated.
+        except (dialect.loaded_dbapi.Error, OSError) as exc:
+            raise DisconnectionError("the connection failed its ping") from exc
+
+    event.listen(pool, "checkin", on_checkin)
+    event.listen(pool, "checkout", on_checkout)
 
 
 def engine_from_settings(settings: Settings) -> AsyncEngine:
@@ -118,6 +176,25 @@ async def session_scope(
         except BaseException:
             await session.rollback()
             raise
+
+
+_autocommit_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def autocommit_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection on which every statement commits on its own: for reads that
+    need no transaction, a lone SELECT is one round trip instead of BEGIN, SELECT and
+    COMMIT. Never for writes, which belong to a session's unit of work. The pool puts the
+    connection back to the default isolation level when it is returned."""
+    autocommit = _autocommit_engines.get(engine)
+    if autocommit is None:
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_engines[engine] = autocommit
+    async with autocommit.connect() as connection:
+        yield connection
 
 
 def ensure_sqlite_directory(database_url: str) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import logs
 from app.alerts.delivery import DeliveryRuntime
@@ -21,7 +21,8 @@ from app.monitoring.fetch import MonitoringRuntime
 from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
-from app.services.listing_pages import PageCache
+from app.services import listing_pages
+from app.services.listing_pages import PageCache, PageOwner
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -36,6 +37,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For a route that may need no session at all (async: no thread hop, see below)."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    return factory
+
+
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -85,21 +95,26 @@ def client_ip(request: Request) -> str:
 ClientIP = Annotated[str, Depends(client_ip)]
 
 
-async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    policy: TokenPolicyDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> User:
-    """The active user named by a valid access token; 401 otherwise. Their id (and the
-    search the path names, if any) goes on every later log line of the request."""
+TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def _token_subject(policy: TokenPolicy, token: str | None) -> uuid.UUID:
+    """The user id a valid access token names; 401 for a missing or invalid token."""
     if not token:
         raise AuthenticationFailed("Not authenticated")
     try:
         claims = policy.signer.decode(token, expected_type="access")
     except InvalidToken as exc:
         raise AuthenticationFailed("Invalid or expired token") from exc
-    user = await session.get(User, uuid.UUID(str(claims["sub"])))
+    return uuid.UUID(str(claims["sub"]))
+
+
+async def get_current_user(
+    request: Request, session: SessionDep, policy: TokenPolicyDep, token: TokenDep
+) -> User:
+    """The active user named by a valid access token; 401 otherwise. Their id (and the
+    search the path names, if any) goes on every later log line of the request."""
+    user = await session.get(User, _token_subject(policy, token))
     if user is None or not user.is_active:
         raise AuthenticationFailed("Invalid or expired token")
     logs.bind_caller(user.id, request.path_params.get("search_id"))
@@ -125,6 +140,21 @@ async def get_listing_pages(request: Request) -> PageCache:
 
 
 ListingPagesDep = Annotated[PageCache, Depends(get_listing_pages)]
+
+
+async def get_page_owner(request: Request, policy: TokenPolicyDep, token: TokenDep) -> PageOwner:
+    """The caller of GET /listings/, refused exactly as get_current_user refuses (on every
+    request: a deactivated or deleted user's token stops working at once), but read as
+    one column without the ORM or a transaction: a page served from the cache then costs
+    one round trip to the database."""
+    owner = await listing_pages.read_owner(request.app.state.engine, _token_subject(policy, token))
+    if owner is None:
+        raise AuthenticationFailed("Invalid or expired token")
+    logs.bind_caller(owner.id, request.path_params.get("search_id"))
+    return owner
+
+
+PageOwnerDep = Annotated[PageOwner, Depends(get_page_owner)]
 
 
 def get_monitoring_runtime(request: Request) -> MonitoringRuntime:

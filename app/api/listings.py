@@ -8,7 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from app.api.deps import CurrentUser, ListingPagesDep, SessionDep
+from app.api.deps import (
+    CurrentUser,
+    ListingPagesDep,
+    PageOwnerDep,
+    SessionDep,
+    SessionFactoryDep,
+)
 from app.schemas.listings import (
     ListingDetail,
     ListingPage,
@@ -50,17 +56,18 @@ _LISTING_PATH = "/{listing_id:listing_id}"
 )
 async def list_listings(
     query: Annotated[ListingQuery, Query()],
-    session: SessionDep,
-    user: CurrentUser,
+    owner: PageOwnerDep,
     pages: ListingPagesDep,
+    sessions: SessionFactoryDep,
 ) -> Response:
     """Listings your searches matched, one entry per listing; hidden ones only on request."""
     # The page is already the JSON of a ListingPage: returning it as is spares validating
-    # and serialising every listing again, cached or not.
+    # and serialising every listing again, cached or not. No SessionDep: a page served
+    # from the cache needs no session, and a computed one only reads.
     body = await listing_pages.page_json(
-        session,
+        sessions,
         pages,
-        owner=user,
+        owner=owner,
         filters=query.filters(),
         limit=query.limit,
         offset=query.offset,

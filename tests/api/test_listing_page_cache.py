@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -24,6 +24,7 @@ from app.monitoring import feed_versions
 from app.services.listing_pages import PageCache
 from tests.conftest import make_settings
 from tests.factories import make_listing, make_match, make_search
+from tests.statements import statements_run
 
 URL = "/api/v1/listings/"
 # Not ASCII, with typographic quotes: serialised as UTF-8, exactly as FastAPI does.
@@ -77,19 +78,9 @@ async def data(session: AsyncSession, user: User, other_user: User) -> Arranged:
 @contextmanager
 def listing_queries(app: FastAPI) -> Iterator[list[str]]:
     """The SQL statements that read match rows, run while the block runs."""
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statement: str = args[2]
-        if "search_matches" in statement:
-            statements.append(statement)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_run(app.state.engine) as statements:
         yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    statements[:] = [s for s in statements if "search_matches" in s]
 
 
 async def page(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -203,6 +194,75 @@ async def test_another_user_never_gets_the_first_users_page(
     assert theirs["items"][0]["search_ids"] == strs(data.others_search)
     assert mine_again == mine
     assert mine["total"] == 3
+
+
+# --- a cached page is no way around authentication ---------------------------------------
+
+
+async def test_a_deactivated_users_token_is_refused_at_once_though_their_page_is_cached(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    user: User,
+    data: Arranged,
+    headers: dict[str, str],
+) -> None:
+    await page(client, headers)
+    user.is_active = False
+    await session.commit()
+
+    response = await client.get(URL, headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {"detail": "Invalid or expired token", "code": "not_authenticated"}
+    assert cache_of(app).hits == 0
+
+
+async def test_a_deleted_users_token_is_refused_at_once_though_their_page_is_cached(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    user: User,
+    data: Arranged,
+    headers: dict[str, str],
+) -> None:
+    await page(client, headers)
+    await session.execute(delete(User).where(User.id == user.id))
+    await session.commit()
+
+    assert (await client.get(URL, headers=headers)).status_code == 401
+    assert cache_of(app).hits == 0
+
+
+async def test_only_a_valid_access_token_reads_a_cached_page(
+    app: FastAPI, client: httpx.AsyncClient, user: User, data: Arranged, headers: dict[str, str]
+) -> None:
+    await page(client, headers)
+    policy = app.state.token_policy
+    refresh, _ = policy.signer.issue(
+        subject=user.id, token_type="refresh", now=utcnow(), lifetime=timedelta(hours=1)
+    )
+    expired, _ = policy.signer.issue(
+        subject=user.id,
+        token_type="access",
+        now=utcnow() - timedelta(hours=2),
+        lifetime=timedelta(hours=1),
+    )
+    valid = headers["Authorization"]
+    # A character inside the signature: the last one also carries padding bits.
+    tampered = valid[:-10] + ("A" if valid[-10] != "A" else "B") + valid[-9:]
+
+    for authorization in (
+        f"Bearer {refresh}",
+        f"Bearer {expired}",
+        tampered,
+        "Bearer not-a-token",
+        "",
+    ):
+        response = await client.get(URL, headers={"Authorization": authorization})
+        assert response.status_code == 401, authorization
+    assert cache_of(app).hits == 0
 
 
 @pytest.mark.parametrize("settings", [0], indirect=True)

@@ -49,8 +49,9 @@ def broker() -> Iterator[str]:
 @pytest.fixture
 def ebay() -> Iterator[EbayFake]:
     with EbayFake() as fake:
-        # Slow enough that every check is in flight for a while: kills land mid-check.
-        fake.search_delay_s = 0.8
+        # Slow enough that every check is in flight for a while: kills land mid-check, and
+        # the cycle outlasts all the kills.
+        fake.search_delay_s = 1.2
         yield fake
 
 
@@ -75,7 +76,9 @@ async def test_no_search_is_lost_or_stored_twice_while_workers_are_killed_mid_cy
     population = await populate(
         session, ebay, searches=SEARCHES, queries=QUERIES, items_per_query=3, users=20
     )
-    env = celery_env(database_url, broker, ebay)
+    # One group per task: twenty tasks make a cycle long enough for every kill to land in it
+    # (test_redis_restart_chaos covers batches of groups).
+    env = {**celery_env(database_url, broker, ebay), "CHECK_GROUPS_PER_TASK": "1"}
     worker = start_celery(monitoring_worker_args("chaos-check"), env, tmp_path / "worker.log")
     beat = start_celery(
         ["beat", "-l", "info", "-s", str(tmp_path / "beat-schedule")], env, tmp_path / "beat.log"
