@@ -9,7 +9,7 @@ import redis
 
 from app.config import get_settings
 from app.db import utcnow
-from app.monitoring import cycle, fetch, scheduler, store
+from app.monitoring import cycle, scheduler, store
 from app.workers import alert_tasks
 from app.workers.celery_app import celery_app
 from app.workers.worker_loop import run_on_worker_loop, worker_runtime
@@ -56,16 +56,10 @@ def check_search_groups(payloads: list[dict[str, Any]]) -> int:
 
 @celery_app.task(name="monitoring.check_search_group")
 def check_search_group(payload: dict[str, Any]) -> int:
-    """Check one group of searches sharing an upstream query; returns new matches. (The
-    beat task sends batches now; this stays for messages already queued.)
-
-    Safe to run twice: listings, matches and alerts are all written idempotently.
-    """
-    group = scheduler.group_from_payload(payload)
-    outcome = run_on_worker_loop(fetch.check_group(worker_runtime(), group))
-    if outcome.stored.alerts_created:
-        alert_tasks.deliver_due.delay()
-    return outcome.stored.matches_new
+    """Check one group of searches sharing an upstream query; returns new matches. The beat
+    task sends batches now; this stays for messages queued before, as a batch of one."""
+    result: int = check_search_groups([payload])
+    return result
 
 
 @celery_app.task(name="monitoring.cleanup_old_listings")
