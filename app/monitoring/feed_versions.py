@@ -39,12 +39,26 @@ async def bump(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> None:
 
 
 async def bump_owners_of_listings(session: AsyncSession, listing_ids: Iterable[uuid.UUID]) -> None:
-    """Raise the feed version of every user holding a match row of one of the listings, in
-    one UPDATE (per 10,000 listings). Call it before deleting listings: their match rows,
-    which name the owners, go with them. Nothing happens for no ids."""
+    """Raise the feed version of every user holding a match row of one of the listings,
+    once each, through `bump` (so in its lock order). Call it before deleting listings:
+    their match rows, which name the owners, go with them. Nothing happens for no ids."""
+    await bump(session, await owners_of_listings(session, listing_ids))
+
+
+async def owners_of_listings(
+    session: AsyncSession, listing_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The users holding a match row of one of the listings (a plain read, no lock)."""
+    owners: set[uuid.UUID] = set()
     for chunk in _chunks(sorted(set(listing_ids))):
-        owners = select(SearchMatch.user_id).where(one_of(session, SearchMatch.listing_id, chunk))
-        await _bump_where(session, User.id.in_(owners))
+        owners.update(
+            await session.scalars(
+                select(SearchMatch.user_id)
+                .where(one_of(session, SearchMatch.listing_id, chunk))
+                .distinct()
+            )
+        )
+    return owners
 
 
 async def _bump_where(session: AsyncSession, condition: ColumnElement[bool]) -> None:

@@ -141,13 +141,7 @@ async def _bump_feed_versions(
     new matches and of changed listings, in one statement (see app.monitoring.feed_versions)."""
     owner_of = {search.id: search.owner_id for search, _ in matched_by_search}
     owners = {owner_of[search_id] for search_id, _ in new_matches}
-    changed = [s.id for s in stored if s.changed]
-    if changed:
-        owners.update(
-            await session.scalars(
-                select(SearchMatch.user_id).where(SearchMatch.listing_id.in_(changed)).distinct()
-            )
-        )
+    owners |= await feed_versions.owners_of_listings(session, [s.id for s in stored if s.changed])
     await feed_versions.bump(session, owners)
 
 
