@@ -33,6 +33,7 @@ from app.api import (
     users,
     webhooks,
 )
+from app.api.listing_shortcut import ListingShortcut, ListingShortcutMiddleware
 from app.config import Settings, get_settings
 from app.errors import (
     AuthenticationFailed,
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await close_monitoring_runtime(runtime)
             await close_delivery_runtime(delivery_runtime)
             await app.state.throttle.aclose()
+            await app.state.listing_shortcut.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -175,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.resolve_host = ssrf.system_resolver
     app.state.listing_pages = PageCache(settings.listings_page_cache_entries)
+    app.state.listing_shortcut = ListingShortcut(app.state.listing_pages, engine)
 
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -202,6 +205,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(unavailable, _on_database_unavailable)
     app.add_exception_handler(Exception, _on_unexpected_error)
 
+    # Innermost, so the request id and CORS headers go on its answers too.
+    app.add_middleware(ListingShortcutMiddleware, shortcut=app.state.listing_shortcut)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

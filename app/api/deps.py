@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import logs
 from app.alerts.delivery import DeliveryRuntime
+from app.api.listing_shortcut import ServedRequests
 from app.config import Settings
 from app.db import session_scope
 from app.errors import AuthenticationFailed, PermissionDenied
@@ -98,15 +100,23 @@ ClientIP = Annotated[str, Depends(client_ip)]
 TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 
 
-def _token_subject(policy: TokenPolicy, token: str | None) -> uuid.UUID:
-    """The user id a valid access token names; 401 for a missing or invalid token."""
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """What a valid access token says: whose it is, and until when (epoch seconds)."""
+
+    subject: uuid.UUID
+    expires_at: int
+
+
+def _access_token(policy: TokenPolicy, token: str | None) -> AccessToken:
+    """The claims of a valid access token; 401 for a missing or invalid token."""
     if not token:
         raise AuthenticationFailed("Not authenticated")
     try:
         claims = policy.signer.decode(token, expected_type="access")
     except InvalidToken as exc:
         raise AuthenticationFailed("Invalid or expired token") from exc
-    return uuid.UUID(str(claims["sub"]))
+    return AccessToken(uuid.UUID(str(claims["sub"])), int(str(claims["exp"])))
 
 
 async def get_current_user(
@@ -114,7 +124,7 @@ async def get_current_user(
 ) -> User:
     """The active user named by a valid access token; 401 otherwise. Their id (and the
     search the path names, if any) goes on every later log line of the request."""
-    user = await session.get(User, _token_subject(policy, token))
+    user = await session.get(User, _access_token(policy, token).subject)
     if user is None or not user.is_active:
         raise AuthenticationFailed("Invalid or expired token")
     logs.bind_caller(user.id, request.path_params.get("search_id"))
@@ -142,12 +152,19 @@ async def get_listing_pages(request: Request) -> PageCache:
 ListingPagesDep = Annotated[PageCache, Depends(get_listing_pages)]
 
 
-async def get_page_owner(request: Request, policy: TokenPolicyDep, token: TokenDep) -> PageOwner:
+async def get_access_token(policy: TokenPolicyDep, token: TokenDep) -> AccessToken:
+    return _access_token(policy, token)
+
+
+AccessTokenDep = Annotated[AccessToken, Depends(get_access_token)]
+
+
+async def get_page_owner(request: Request, access: AccessTokenDep) -> PageOwner:
     """The caller of GET /listings/, refused exactly as get_current_user refuses (on every
     request: a deactivated or deleted user's token stops working at once), but read as
     one column without the ORM or a transaction: a page served from the cache then costs
     one round trip to the database."""
-    owner = await listing_pages.read_owner(request.app.state.engine, _token_subject(policy, token))
+    owner = await listing_pages.read_owner(request.app.state.engine, access.subject)
     if owner is None:
         raise AuthenticationFailed("Invalid or expired token")
     logs.bind_caller(owner.id, request.path_params.get("search_id"))
@@ -155,6 +172,15 @@ async def get_page_owner(request: Request, policy: TokenPolicyDep, token: TokenD
 
 
 PageOwnerDep = Annotated[PageOwner, Depends(get_page_owner)]
+
+
+async def get_served_requests(request: Request) -> ServedRequests:
+    """The GET /listings/ requests this process answered, for its shortcut."""
+    served: ServedRequests = request.app.state.listing_shortcut.served
+    return served
+
+
+ServedRequestsDep = Annotated[ServedRequests, Depends(get_served_requests)]
 
 
 def get_monitoring_runtime(request: Request) -> MonitoringRuntime:

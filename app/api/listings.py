@@ -5,16 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.api.deps import (
+    AccessTokenDep,
     CurrentUser,
     ListingPagesDep,
     PageOwnerDep,
+    ServedRequestsDep,
     SessionDep,
     SessionFactoryDep,
 )
+from app.api.listing_shortcut import ServedRequest
 from app.schemas.listings import (
     ListingDetail,
     ListingPage,
@@ -55,23 +58,25 @@ _LISTING_PATH = "/{listing_id:listing_id}"
     },
 )
 async def list_listings(
+    request: Request,
     query: Annotated[ListingQuery, Query()],
+    token: AccessTokenDep,
     owner: PageOwnerDep,
     pages: ListingPagesDep,
     sessions: SessionFactoryDep,
+    served: ServedRequestsDep,
 ) -> Response:
     """Listings your searches matched, one entry per listing; hidden ones only on request."""
     # The page is already the JSON of a ListingPage: returning it as is spares validating
     # and serialising every listing again, cached or not. No SessionDep: a page served
     # from the cache needs no session, and a computed one only reads.
+    filters = query.filters()
     body = await listing_pages.page_json(
-        sessions,
-        pages,
-        owner=owner,
-        filters=query.filters(),
-        limit=query.limit,
-        offset=query.offset,
+        sessions, pages, owner=owner, filters=filters, limit=query.limit, offset=query.offset
     )
+    # The same request again is answered by app/api/listing_shortcut.py, without this route.
+    key = listing_pages.page_key(owner.id, filters, limit=query.limit, offset=query.offset)
+    served.remember(request.scope, ServedRequest(owner.id, key, token.expires_at))
     return Response(body, media_type="application/json")
 
 

@@ -79,16 +79,24 @@ class WireCounter:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def __aenter__(self) -> WireCounter:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.restore()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        await self.cut()
+
+    async def cut(self) -> None:
+        """The database unreachable: every connection reset, none accepted."""
         assert self._server is not None
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
         await self._server.wait_closed()
+
+    async def restore(self) -> None:
+        """Accepting again, on the same port."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection(
@@ -149,7 +157,7 @@ async def matched(session: AsyncSession, user: User) -> None:
         await make_match(session, search=search, listing=listing)
 
 
-async def test_a_cached_listings_page_costs_one_round_trip_and_one_statement(
+async def test_a_cached_listings_page_costs_one_round_trip_and_no_statement_on_the_engine(
     app: FastAPI,
     client: httpx.AsyncClient,
     headers: dict[str, str],
@@ -158,12 +166,36 @@ async def test_a_cached_listings_page_costs_one_round_trip_and_one_statement(
 ) -> None:
     computed = await client.get(LISTINGS, headers=headers)
     assert computed.status_code == 200, computed.text
+    # The shortcut's first answer opens its connection and prepares its statement.
+    assert (await client.get(LISTINGS, headers=headers)).content == computed.content
 
     with counted(app, wire) as statements:
         cached = await client.get(LISTINGS, headers=headers)
 
     assert cached.status_code == 200
     assert cached.content == computed.content
+    assert app.state.listing_shortcut.answered == 2
+    assert statements == [], "the version is read on the shortcut's own connection"
+    assert wire.round_trips == 1
+
+
+async def test_a_cached_page_from_the_route_costs_one_round_trip_and_one_statement(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    matched: None,
+    wire: WireCounter,
+) -> None:
+    # A spelling of the query the route has not answered yet: the route serves it, from
+    # the page cached for the first one.
+    assert (await client.get(LISTINGS, headers=headers)).status_code == 200
+
+    with counted(app, wire) as statements:
+        cached = await client.get(LISTINGS, params={"limit": 20}, headers=headers)
+
+    assert cached.status_code == 200
+    assert app.state.listing_shortcut.answered == 0
+    assert app.state.listing_pages.hits == 1
     assert len(statements) == 1
     assert " ".join(statements[0].split()) == (
         "SELECT users.feed_version FROM users WHERE users.id = $1::UUID AND users.is_active"
@@ -219,14 +251,43 @@ async def test_no_request_fails_after_the_database_closed_every_pooled_connectio
 
     assert await burst() == [200] * 8
     assert app.state.engine.pool.checkedin() > 1
+    assert (await client.get(LISTINGS, headers=headers)).status_code == 200
+    answered = app.state.listing_shortcut.answered
+    assert answered == 1, "the shortcut has a connection of its own to lose"
 
     await _terminate_backends(make_url(database_url).database or "")
     await asyncio.sleep(0.05)  # the event loop sees the sockets close
 
     assert await burst() == [200] * 8
+    # The shortcut's pool found its connection closed and opened another.
+    assert app.state.listing_shortcut.answered == answered + 4
     created = await client.post(
         "/api/v1/searches/",
         headers=headers,
         json={"name": "After", "criteria": {"keywords": ["lego"]}, "marketplaces": ["demo"]},
     )
     assert created.status_code == 201, created.text
+
+
+async def test_with_the_database_unreachable_a_remembered_request_gets_the_routes_503(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    matched: None,
+    wire: WireCounter,
+) -> None:
+    assert (await client.get(LISTINGS, headers=headers)).status_code == 200
+    assert (await client.get(LISTINGS, headers=headers)).status_code == 200
+    assert app.state.listing_shortcut.answered == 1
+
+    await wire.cut()
+    await asyncio.sleep(0.05)  # the event loop sees the sockets close
+    response = await client.get(LISTINGS, headers=headers)
+    await wire.restore()
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert response.headers["retry-after"] == "5"
+    assert app.state.listing_shortcut.answered == 1
+    again = await client.get(LISTINGS, headers=headers)
+    assert again.status_code == 200
