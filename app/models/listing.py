@@ -7,7 +7,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -58,17 +68,23 @@ class SearchMatch(Base):
     __table_args__ = (
         UniqueConstraint("search_id", "listing_id"),
         Index("ix_search_matches_user_matched", "user_id", "matched_at"),
+        # The owner is the search's owner: one key checks both the search and who owns
+        # it, where a key per column paid a second lookup and row lock, on users, for
+        # every match row inserted.
+        ForeignKeyConstraint(
+            ["search_id", "user_id"], ["searches.id", "searches.owner_id"], ondelete="CASCADE"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     # No index of its own: the unique (search_id, listing_id) index serves lookups by search,
     # and every index is paid for on the hottest insert path.
-    search_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"))
+    search_id: Mapped[uuid.UUID] = mapped_column()
     listing_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("listings.id", ondelete="CASCADE"), index=True
     )
     # Denormalised owner: every listing query is "this user's matches", so it needs no join.
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column()
     matched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     price_at_match: Mapped[Decimal | None] = mapped_column(Money)
     is_saved: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -14,7 +14,11 @@ from app.db import Base, UTCDateTime, new_id, utcnow
 
 class Search(Base):
     __tablename__ = "searches"
-    __table_args__ = (Index("ix_searches_due", "is_active", "next_check_at"),)
+    __table_args__ = (
+        Index("ix_searches_due", "is_active", "next_check_at"),
+        # What search_matches' key on (search_id, user_id) refers to.
+        Index("ix_searches_id_owner", "id", "owner_id", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(

@@ -6,7 +6,9 @@ import uuid
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -220,3 +222,22 @@ async def test_storing_raises_the_feed_version_of_users_whose_pages_changed(
     await session.refresh(user)
     await session.refresh(other_user)
     assert (user.feed_version, other_user.feed_version) == (before[0] + 1, before[1] + 2)
+
+
+async def test_a_match_row_names_its_searchs_owner_and_goes_with_them(
+    session: AsyncSession, user: User, other_user: User
+) -> None:
+    owner_id, other_id = user.id, other_user.id
+    search_id = (await make_search(session, owner=user)).id
+    listing_id = (await upsert_listings(session, "demo", [item(1)], now=utcnow()))[0].id
+    await session.commit()
+    session.add(SearchMatch(search_id=search_id, listing_id=listing_id, user_id=other_id))
+    with pytest.raises(IntegrityError):
+        await session.commit()
+    await session.rollback()
+
+    session.add(SearchMatch(search_id=search_id, listing_id=listing_id, user_id=owner_id))
+    await session.commit()
+    await session.execute(delete(User).where(User.id == owner_id))
+    await session.commit()
+    assert await count(session, SearchMatch) == 0
