@@ -62,19 +62,28 @@ async def owners_of_listings(
 
 
 async def _bump_where(session: AsyncSession, condition: ColumnElement[bool]) -> None:
+    bumped = update(User)
     if session.get_bind().dialect.name == "postgresql":
         # An UPDATE locks rows in whatever order its plan visits them, which need not be
         # the order of an IN list: two checks bumping overlapping users could each hold a
-        # row the other waits for. Taking the row locks first, in id order, rules that out.
-        await session.execute(
-            select(User.id).where(condition).order_by(User.id).with_for_update(key_share=True)
+        # row the other waits for. Locking them in id order in a sub-select rules that
+        # out, in the same round trip: these locks are held until the commit, and every
+        # round trip before it makes the next bump of the same users wait longer.
+        locked = (
+            select(User.id)
+            .where(condition)
+            .order_by(User.id)
+            .with_for_update(key_share=True)
+            .subquery()
         )
+        bumped = bumped.where(User.id == locked.c.id)
+    else:
+        bumped = bumped.where(condition)
     await session.execute(
-        update(User)
-        .where(condition)
         # updated_at is the user's own edits, not a side effect of new matches.
-        .values(feed_version=User.feed_version + 1, updated_at=User.updated_at)
-        .execution_options(synchronize_session=False)
+        bumped.values(
+            feed_version=User.feed_version + 1, updated_at=User.updated_at
+        ).execution_options(synchronize_session=False)
     )
 
 
