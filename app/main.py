@@ -177,7 +177,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.resolve_host = ssrf.system_resolver
     app.state.listing_pages = PageCache(settings.listings_page_cache_entries)
-    app.state.listing_shortcut = ListingShortcut(app.state.listing_pages, engine)
+    app.state.listing_shortcut = ListingShortcut(
+        app.state.listing_pages, engine, max_connections=settings.database_pool_size
+    )
 
     app.include_router(health.router)
     app.include_router(metrics.router)

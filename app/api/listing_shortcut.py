@@ -40,10 +40,8 @@ LISTINGS_PATH = "/api/v1/listings/"
 # (the Authorization header, the query string), byte for byte as the client sent them.
 RequestKey = tuple[bytes, bytes]
 
-# A handful of connections is plenty: each read takes a fraction of a millisecond, and a
-# read that waits for one still beats the route. Timeouts short, as the route is the
-# fallback: a shortcut must not hold a request long when the database is unwell.
-VERSION_READ_CONNECTIONS = 4
+# Short, as the route is the fallback: a shortcut must not hold a request long when the
+# database is unwell.
 VERSION_READ_TIMEOUT_S = 2.0
 
 
@@ -104,8 +102,9 @@ class OwnerVersions:
     straight to a small pool of the driver's own, as SQLAlchemy's async layer costs more
     CPU than the SELECT; on any other driver (SQLite) it goes through the engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, max_connections: int) -> None:
         self._engine = engine
+        self._max_connections = max_connections
         self._on_asyncpg = engine.dialect.driver == "asyncpg"
         self._sql = str(listing_pages.OWNER_VERSION.compile(dialect=engine.dialect))
         self._pool: asyncpg.Pool | None = None
@@ -128,7 +127,7 @@ class OwnerVersions:
                 connect_args.pop("prepared_statement_name_func", None)
                 self._pool = await asyncpg.create_pool(
                     min_size=0,
-                    max_size=VERSION_READ_CONNECTIONS,
+                    max_size=self._max_connections,
                     timeout=VERSION_READ_TIMEOUT_S,
                     command_timeout=VERSION_READ_TIMEOUT_S,
                     reset=_nothing_to_reset,
@@ -152,10 +151,13 @@ class ListingShortcut:
     """The shortcut's state in a process: the pages, the requests the route answered, and
     the reader of versions; `answered` counts the requests it answered itself."""
 
-    def __init__(self, pages: PageCache, engine: AsyncEngine) -> None:
+    def __init__(self, pages: PageCache, engine: AsyncEngine, max_connections: int) -> None:
         self.pages = pages
         self.served = ServedRequests(pages.max_entries)
-        self.versions = OwnerVersions(engine)
+        # As many connections as the engine's pool: under load, requests queue for the
+        # reads, and with fewer (4 measured against 10) the slowest hundredth wait twice
+        # as long. Idle ones are closed after a while (asyncpg's default, 5 minutes).
+        self.versions = OwnerVersions(engine, max_connections)
         self.answered = 0
 
     async def cached_answer(self, scope: Scope) -> bytes | None:
