@@ -61,8 +61,9 @@ class Settings(BaseSettings):
     # Proxies trusted to set X-Forwarded-For/-Proto (comma-separated IPs or networks, or *);
     # uvicorn reads the same variable.
     forwarded_allow_ips: str = "127.0.0.1"
-    # GET /listings/ pages each API process keeps as JSON, per user and query; a page is
-    # dropped as soon as the user's matches change. 0 turns the cache off.
+    # GET /listings/ pages each API process keeps as JSON, per user and query (and as many
+    # answered requests, for the shortcut); a page is dropped as soon as the user's matches
+    # change. 0 turns the cache off.
     listings_page_cache_entries: int = Field(default=2048, ge=0, le=1_000_000)
 
     # --- logs and metrics ---
