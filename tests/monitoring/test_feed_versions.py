@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,3 +93,31 @@ async def test_more_ids_than_one_statement_takes_are_all_bumped(
     await session.commit()
 
     assert await versions(session) == {user.id: 1, other_user.id: 1}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_bumps_of_overlapping_users_wait_for_each_other_and_never_deadlock(
+    app: FastAPI, session: AsyncSession
+) -> None:
+    # Stored high id first, so a plan visiting rows in storage order would meet it first.
+    high = await make_user(session, email="high@example.com", id=uuid.UUID(int=2))
+    low = await make_user(session, email="low@example.com", id=uuid.UUID(int=1))
+    high_id, low_id = high.id, low.id
+    first = app.state.session_factory()
+    second = app.state.session_factory()
+    try:
+        await feed_versions.bump(first, [low_id])  # holds low until it commits
+        # Waits for low, holding nothing, as it locks in id order: were it to lock high
+        # first, the first transaction's next bump would deadlock with it.
+        waiting = asyncio.create_task(feed_versions.bump(second, [high_id, low_id]))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await feed_versions.bump(first, [high_id])
+        await first.commit()
+        await asyncio.wait_for(waiting, timeout=10)
+        await second.commit()
+    finally:
+        await first.close()
+        await second.close()
+
+    assert await versions(session) == {low_id: 2, high_id: 2}
