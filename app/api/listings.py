@@ -70,12 +70,15 @@ async def list_listings(
     # The page is already the JSON of a ListingPage: returning it as is spares validating
     # and serialising every listing again, cached or not. No SessionDep: a page served
     # from the cache needs no session, and a computed one only reads.
-    filters = query.filters()
-    body = await listing_pages.page_json(
-        sessions, pages, owner=owner, filters=filters, limit=query.limit, offset=query.offset
+    key, body = await listing_pages.page_json(
+        sessions,
+        pages,
+        owner=owner,
+        filters=query.filters(),
+        limit=query.limit,
+        offset=query.offset,
     )
     # The same request again is answered by app/api/listing_shortcut.py, without this route.
-    key = listing_pages.page_key(owner.id, filters, limit=query.limit, offset=query.offset)
     served.remember(request.scope, ServedRequest(owner.id, key, token.expires_at))
     return Response(body, media_type="application/json")
 

@@ -117,23 +117,24 @@ async def page_json(
     filters: ListingFilters,
     limit: int,
     offset: int,
-) -> bytes:
-    """The JSON of `listings.list_listings(...)` for the owner, from the cache when it holds
-    the page at the owner's feed version (read by `read_owner` before anything else of
-    the request, see above); otherwise computed in a session of its own, opened only
-    then. Raises what `list_listings` raises; errors are never cached."""
+) -> tuple[PageKey, bytes]:
+    """The page's cache key, and the JSON of `listings.list_listings(...)` for the owner:
+    from the cache when it holds the page at the owner's feed version (read by
+    `read_owner` before anything else of the request, see above); otherwise computed in a
+    session of its own, opened only then. Raises what `list_listings` raises; errors are
+    never cached."""
     key = page_key(owner.id, filters, limit=limit, offset=offset)
     version = owner.feed_version
     body = cache.get(key, version)
     if body is not None:
-        return body
+        return key, body
     async with sessions() as session:
         page = await listings.list_listings(
             session, owner_id=owner.id, filters=filters, limit=limit, offset=offset
         )
     body = _PAGE_JSON.dump_json(page, by_alias=True)
     cache.put(key, version, body)
-    return body
+    return key, body
 
 
 def page_key(owner_id: uuid.UUID, filters: ListingFilters, *, limit: int, offset: int) -> PageKey:
