@@ -37,19 +37,37 @@ _SECRET_KEY_NAME = re.compile(
     r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|signature|credential",
     re.IGNORECASE,
 )
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#'\"<>]*)([^\s'\"<>]*)")
-_AUTH_SCHEME_VALUE = re.compile(r"\b(Bearer|Basic)\s+[^\s'\",;]+", re.IGNORECASE)
+# Every pattern below runs in time linear in the text, whatever the text: a pattern may
+# only start at the beginning of a run of the characters it repeats (a lookbehind, not
+# \b, which also holds inside runs of "-", "." or "+"), repeats possessively where giving
+# characters back cannot help, and a key's repeated part follows a literal, bounded.
+# Log lines carry request paths and queries of any length and are written on the event
+# loop, so one backtracking pattern lets a single long URL stall the whole process.
+_URL = re.compile(
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*+)://([^\s/?#'\"<>]*+)([^\s'\"<>]*+)"
+)
+_AUTH_SCHEME_VALUE = re.compile(r"\b(Bearer|Basic)\s++[^\s'\",;]++", re.IGNORECASE)
+# The key starts at its secret word: "db_password" keeps "db_" and masks what follows.
 _SECRET_ASSIGNMENT = re.compile(
-    r"""(?P<key>["']?[\w.-]*(?:pass(?:word|wd)?|secret|token|api[_-]?key|authorization|cookie)"""
-    r"""[\w.-]*["']?)(?P<sep>\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;&]+)""",
+    r"""(?P<key>(?:pass(?:word|wd)?|secret|token|api[_-]?key|authorization|cookie)"""
+    r"""[\w.-]{0,64}+["']?)(?P<sep>\s*+[=:]\s*+)"""
+    r"""(?P<value>"[^"]*+"|'[^']*+'|[^\s,;&]++)""",
     re.IGNORECASE,
 )
 _SECRET_SHAPES = re.compile(
-    r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}"  # a JWT
-    r"|\b(?:sk|rk|pk)_(?:live|test)_\w{8,}"  # Stripe keys
-    r"|\bwhsec_[\w+/=]{8,}"  # webhook signing secrets
-    r"|\bSG\.[\w-]{10,}\.[\w-]{10,}"  # SendGrid keys
+    r"(?<![\w-])eyJ[\w-]{5,}+\.[\w-]{5,}+\.[\w-]{5,}+"  # a JWT
+    r"|\b(?:sk|rk|pk)_(?:live|test)_\w{8,}+"  # Stripe keys
+    r"|\bwhsec_[\w+/=]{8,}+"  # webhook signing secrets
+    r"|\bSG\.[\w-]{10,}+\.[\w-]{10,}+"  # SendGrid keys
 )
+# What one value of a log line may carry. A request path or query is cut well before it
+# could bury the line; tracebacks get more room and keep their end, where the error is.
+MAX_VALUE_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 20_000
+_TRACEBACK_KEYS = frozenset({"exception", "stack"})
+# uvicorn's access line: (client, method, path with query, HTTP version, status).
+MAX_ACCESS_PATH_CHARS = 300
+_ACCESS_PATH_ARG = 2
 
 
 def configure(*, json: bool, level: str | int = "INFO") -> None:
@@ -77,6 +95,9 @@ def configure(*, json: bool, level: str | int = "INFO") -> None:
         foreign = logging.getLogger(name)
         foreign.handlers.clear()
         foreign.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _CapAccessPath) for f in access.filters):
+        access.addFilter(_CapAccessPath())
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
@@ -130,11 +151,36 @@ def redact_text(text: str) -> str:
     return _SECRET_SHAPES.sub(MASK, text)
 
 
+def cap_text(text: str, limit: int = MAX_VALUE_CHARS, *, keep_end: bool = False) -> str:
+    """`text` cut to at most `limit` characters of its start (or of its end), saying how
+    much was cut. The cut drops the word it falls in: half a token could be half a secret."""
+    if len(text) <= limit:
+        return text
+    if keep_end:
+        tail = text[-limit:]
+        tail = tail[_first_space(tail) + 1 :] if _first_space(tail) >= 0 else ""
+        return f"[{len(text) - len(tail)} characters cut ...]{tail}"
+    head = text[:limit]
+    head = head[: max(_last_space(head), 0)]
+    return f"{head}[... {len(text) - len(head)} characters cut]"
+
+
+def _first_space(text: str) -> int:
+    found = [i for i in (text.find(" "), text.find("\n")) if i >= 0]
+    return min(found, default=-1)
+
+
+def _last_space(text: str) -> int:
+    return max(text.rfind(" "), text.rfind("\n"))
+
+
 def _redact_value(key: str, value: Any) -> Any:
     if _SECRET_KEY_NAME.search(key) and value not in (None, ""):
         return MASK
     if isinstance(value, str):
-        return redact_text(value)
+        if key in _TRACEBACK_KEYS:
+            return redact_text(cap_text(value, MAX_TRACEBACK_CHARS, keep_end=True))
+        return redact_text(cap_text(value))
     if isinstance(value, Mapping):
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -174,6 +220,20 @@ def _renderers(json: bool) -> list[Processor]:
             structlog.processors.JSONRenderer(default=str),
         ]
     return [structlog.dev.ConsoleRenderer(colors=False)]
+
+
+class _CapAccessPath(logging.Filter):
+    """Cuts the path of uvicorn's access line, so that the line keeps its status code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > _ACCESS_PATH_ARG:
+            path = args[_ACCESS_PATH_ARG]
+            if isinstance(path, str) and len(path) > MAX_ACCESS_PATH_CHARS:
+                left_out = len(path) - MAX_ACCESS_PATH_CHARS
+                cut = f"{path[:MAX_ACCESS_PATH_CHARS]}[... {left_out} characters cut]"
+                record.args = (*args[:_ACCESS_PATH_ARG], cut, *args[_ACCESS_PATH_ARG + 1 :])
+        return True
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -446,3 +446,60 @@ def test_check_of_an_unknown_or_malformed_search_id_says_so(tmp_path: Path) -> N
     malformed = marketmon("check", "not-a-uuid", cwd=tmp_path, env=env)
     assert malformed.returncode == 2
     assert "Traceback" not in malformed.stderr
+
+
+def test_run_answers_a_50000_character_url_while_other_requests_stay_fast(
+    tmp_path: Path,
+) -> None:
+    """Every request's access line is redacted on the event loop: a long path or query must
+    cost that request little, and others nothing they would notice."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [MARKETMON, "run", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_healthy(base_url, process, log_path)
+        long_urls = [f"/health?x={'a' * 50_000}", f"/{'b' * 50_000}", f"/api/v1/{'c1-' * 16_700}"]
+
+        async def scenario() -> list[float]:
+            async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+                await http.get("/health")  # a warm connection for the probes
+
+                async def probe_latencies() -> list[float]:
+                    latencies = []
+                    for _ in range(10):
+                        started = time.perf_counter()
+                        assert (await http.get("/health")).status_code == 200
+                        latencies.append(time.perf_counter() - started)
+                        await asyncio.sleep(0.02)
+                    return latencies
+
+                async with httpx.AsyncClient(base_url=base_url, timeout=30) as attacker:
+                    long_answers, latencies = await asyncio.gather(
+                        asyncio.gather(*(attacker.get(url) for url in long_urls * 3)),
+                        probe_latencies(),
+                    )
+                for answer in long_answers:
+                    assert answer.status_code < 500, answer.status_code
+                return latencies
+
+        started = time.perf_counter()
+        latencies = asyncio.run(scenario())
+        # Before redaction was linear, one such URL stalled the process for many seconds.
+        assert time.perf_counter() - started < 10
+        assert sorted(latencies)[len(latencies) // 2] < 0.1, latencies
+    finally:
+        _stop(process)
+    access_lines = [line for line in log_path.read_text().splitlines() if "GET /" in line]
+    long_lines = [line for line in access_lines if "characters cut" in line]
+    assert len(long_lines) >= 3, access_lines[-5:]
+    assert max(len(line) for line in access_lines) < 3_000

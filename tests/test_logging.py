@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from celery.signals import task_postrun, task_prerun
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app import logs
 from app.config import Settings
@@ -173,3 +176,66 @@ async def test_request_lines_carry_request_user_and_search_ids(
     assert failed["search_id"] == str(search.id)
     after = next(line for line in lines if line["message"] == "after the request")
     assert not {"request_id", "user_id", "search_id"} & set(after)
+
+
+# Pieces that made the old patterns backtrack, or that start many candidate matches.
+_RISKY_PIECES = [
+    "a",
+    "-",
+    ".",
+    "+",
+    "=",
+    " ",
+    '"',
+    "'",
+    "eyJ",
+    "eyJ-",
+    "SG.",
+    "sk_live_",
+    "whsec_",
+    "password",
+    "token=",
+    'secret="',
+    "Bearer ",
+    "https://",
+    "a://",
+    "x@",
+    "/",
+    "?",
+]
+
+
+def _seconds_to_redact(text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        logs.redact_text(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(_RISKY_PIECES), min_size=1, max_size=6))
+def test_redaction_time_grows_linearly_with_the_length_of_any_text(pieces: list[str]) -> None:
+    unit = "".join(pieces)
+    short = unit * (5_000 // len(unit) + 1)
+    long = short * 8
+    # Linear: 8x the text costs about 8x the time; a backtracking pattern costs 64x.
+    # The allowance covers timer noise on the short text without admitting quadratic growth.
+    assert _seconds_to_redact(long) < 24 * _seconds_to_redact(short) + 0.005
+
+
+def test_a_long_value_is_cut_before_redaction_and_never_leaves_half_a_secret() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX3g"
+    text = ("word " * (logs.MAX_VALUE_CHARS // 5 - 2)) + jwt + " tail"
+    redacted = logs.redact_event(None, "info", {"event": text})["event"]
+    assert "eyJ" not in redacted
+    assert "characters cut" in redacted
+    assert len(redacted) <= logs.MAX_VALUE_CHARS + 40
+
+
+def test_a_traceback_keeps_its_end_where_the_error_is() -> None:
+    traceback_text = "frame line\n" * 5_000 + "ValueError: the actual error"
+    kept = logs.redact_event(None, "error", {"exception": traceback_text})["exception"]
+    assert kept.endswith("ValueError: the actual error")
+    assert len(kept) <= logs.MAX_TRACEBACK_CHARS + 40
