@@ -26,9 +26,14 @@ class PlanLimitExceeded(DomainError):
 
 
 class InvalidInput(DomainError):
-    """Input that passes the schema but breaks a rule only a service can check."""
+    """Input that passes the schema but breaks a rule only a service can check. `field`
+    names the input at fault (rendered beside the detail) when there is one."""
 
     code = "invalid_input"
+
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.field = field
 
 
 class AuthenticationFailed(DomainError):

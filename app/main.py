@@ -233,7 +233,10 @@ async def _on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, AuthenticationFailed):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"detail": exc.detail, "code": exc.code}, status, headers=headers)
+    body = {"detail": exc.detail, "code": exc.code}
+    if isinstance(exc, InvalidInput) and exc.field is not None:
+        body["field"] = exc.field
+    return JSONResponse(body, status, headers=headers)
 
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urljoin, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urljoin, urlsplit
 
 import httpx
 
@@ -242,7 +242,11 @@ async def get_safely(
                 if hop == max_redirects:
                     return response
                 # A target the user never typed is checked exactly like one they did.
-                checked = await policy.check(urljoin(checked.url, location))
+                try:
+                    target = urljoin(checked.url, location)
+                except ValueError as exc:
+                    raise UnsafeURL("The redirect points to a malformed URL") from exc
+                checked = await policy.check(target)
     except TimeoutError as exc:
         raise httpx.TimeoutException(f"No complete answer within {timeout_s:g} s") from exc
     raise AssertionError("unreachable")  # pragma: no cover
@@ -326,7 +330,7 @@ def check_apprise_url(url: str) -> str:
         allowed = ", ".join(f"{name}://" for name in sorted(APPRISE_FIXED_HOST_SCHEMES))
         shown = f"{scheme}://" if separator and len(scheme) <= 20 else "this URL"
         raise UnsafeURL(f"Apprise scheme {shown} is not allowed; use one of {allowed}")
-    parts = urlsplit(url)
+    parts = _split(url)
     if not parts.netloc:
         raise UnsafeURL(f"{scheme}:// URL has no service tokens")
     if scheme == "ntfy":
@@ -397,7 +401,7 @@ def _parse(url: str, *, allow_http: bool) -> tuple[str, str, int, str, str]:
         raise UnsafeURL(f"URLs are limited to {MAX_URL_LENGTH} characters")
     if _AMBIGUOUS_CHARACTERS.search(url):
         raise UnsafeURL("URLs must not contain spaces, control characters or backslashes")
-    parts = urlsplit(url)
+    parts = _split(url)
     scheme = parts.scheme.lower()
     allowed = ("https", "http") if allow_http else ("https",)
     if scheme not in allowed:
@@ -413,6 +417,16 @@ def _parse(url: str, *, allow_http: bool) -> tuple[str, str, int, str, str]:
     query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
     port = DEFAULT_PORTS[scheme] if raw_port is None else raw_port
     return scheme, host, port, path, query
+
+
+def _split(url: str) -> SplitResult:
+    # urlsplit refuses unbalanced or non-IPv6 brackets ("https://[zz]/", "https://a]b/").
+    try:
+        return urlsplit(url)
+    except ValueError as exc:
+        raise UnsafeURL(
+            "This is not a well-formed URL (check the brackets around the host)"
+        ) from exc
 
 
 def _normalise_host(hostname: str, *, bracketed: bool) -> str:

@@ -336,7 +336,7 @@ async def _check_marketplace_options(
         try:
             await policy.check(url)
         except ssrf.UnsafeURL as exc:
-            raise ssrf.UnsafeURL(f"{path}: {exc.detail}") from exc
+            raise ssrf.UnsafeURL(f"{path}: {exc.detail}", field=path) from exc
     if "criteria" in values:
         values["criteria"] = {
             key: value for key, value in values["criteria"].items() if key != "marketplace_options"

@@ -40,7 +40,10 @@ async def update_profile(
     changes = update.changes()
     new_secret: str | None = None
     if changes.get("webhook_url") is not None:
-        checked = await url_policy.check(changes["webhook_url"])
+        try:
+            checked = await url_policy.check(changes["webhook_url"])
+        except ssrf.UnsafeURL as exc:
+            raise ssrf.UnsafeURL(exc.detail, field="webhook_url") from exc
         changes["webhook_url"] = checked.url
         if checked.url != user.webhook_url or user.webhook_secret is None:
             new_secret = new_webhook_secret()
@@ -169,6 +172,8 @@ def new_webhook_secret() -> str:
 
 def _check_quiet_hours(start: Any, end: Any) -> None:
     if (start is None) != (end is None):
-        raise InvalidInput("Set both quiet_hours_start and quiet_hours_end, or clear both")
+        raise InvalidInput(
+            "Set both quiet_hours_start and quiet_hours_end, or clear both", field="quiet_hours"
+        )
     if start is not None and start == end:
-        raise InvalidInput("Quiet hours must start and end at different times")
+        raise InvalidInput("Quiet hours must start and end at different times", field="quiet_hours")

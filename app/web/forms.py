@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from app.marketplaces import registry as marketplace_registry
 from app.models import Search, SearchTemplate, User
 from app.schemas.searches import SearchCreate
 
@@ -179,6 +180,17 @@ def field_errors(error: ValidationError, *, prefix_lists: bool = True) -> dict[s
             message = f"item {positions[-1] + 1}: {message}"
         messages.setdefault(field, []).append(message)
     return {field: "; ".join(dict.fromkeys(texts)) for field, texts in messages.items()}
+
+
+def input_error(field: str, detail: str) -> dict[str, str]:
+    """A service's error about one field of the body, keyed by the input that edits it:
+    criteria.marketplace_options.rss.url is the input `option:rss:url`."""
+    options_path = f"{marketplace_registry.OPTIONS_PATH}."
+    if field.startswith(options_path):
+        marketplace, _, key = field.removeprefix(options_path).partition(".")
+        detail = detail.removeprefix(f"{field}: ")
+        return {f"{OPTION_PREFIX}{marketplace}:{key}": detail}
+    return {field.rsplit(".", 1)[-1]: detail}
 
 
 def _posted_options(form: FormData) -> dict[str, dict[str, str]] | None:

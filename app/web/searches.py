@@ -194,6 +194,12 @@ async def _form_page(
     status_code = 200
     if isinstance(failure, ValidationError):
         values, errors, status_code = forms.search_values(values), forms.field_errors(failure), 422
+    elif isinstance(failure, InvalidInput) and failure.field is not None:
+        values, errors = (
+            forms.search_values(values),
+            forms.input_error(failure.field, failure.detail),
+        )
+        status_code = 422
     elif isinstance(failure, PlanLimitExceeded | InvalidInput):
         values, errors = forms.search_values(values), {forms.FORM_ERROR: failure.detail}
         status_code = 403 if isinstance(failure, PlanLimitExceeded) else 422

@@ -15,7 +15,6 @@ from app.errors import InvalidInput
 from app.models import AlertChannel, AlertStatus, User
 from app.schemas.alerts import TestAlertIn
 from app.schemas.users import UserUpdate
-from app.security.ssrf import UnsafeURL
 from app.services import alerts, users
 from app.web import forms
 from app.web.render import page_url, redirect, render
@@ -64,7 +63,7 @@ async def save_settings(
     except ValidationError as exc:
         return _page(request, user, values=values, errors=forms.field_errors(exc), status_code=422)
     except InvalidInput as exc:
-        field = "webhook_url" if isinstance(exc, UnsafeURL) else "quiet_hours"
+        field = exc.field or "quiet_hours"
         return _page(request, user, values=values, errors={field: exc.detail}, status_code=422)
     if secret is not None:
         # The only time the secret is shown: on this page, never in a redirect or cookie.
