@@ -24,7 +24,7 @@ OPTION_FIELD = "criteria.marketplace_options.rss.url"
 
 
 def _url_like() -> st.SearchStrategy[str]:
-    host_chars = st.sampled_from(list("ab1.-:[]@%_~ ") + ["::1", "[", "]", "xn--", "%00"])
+    host_chars = st.sampled_from([*list("ab1.-:[]@%_~ "), "::1", "[", "]", "xn--", "%00"])
     host = st.lists(host_chars, max_size=12).map("".join)
     path = st.text(max_size=20)
     scheme = st.sampled_from(["https://", "http://", "HTTPS://", "ftp://", "https:", "//", ""])
