@@ -50,7 +50,11 @@ class Settings(BaseSettings):
     # `limits` storage URI: memory:// in one process, redis://... when several share the limits.
     rate_limit_storage_url: str = "memory://"
     login_ip_rate_limit: str = "10/minute"
-    login_account_failure_limit: str = "5/15minutes"
+    # Failed logins: per account from one address, per address over all accounts, and per
+    # account from every address (over it, only addresses that have not failed may try).
+    login_pair_failure_limit: str = "5/15minutes"
+    login_address_failure_limit: str = "30/hour"
+    login_account_failure_limit: str = "100/day"
 
     # --- HTTP ---
     # NoDecode: the env source would otherwise insist on JSON and refuse "https://a,https://b".

@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.throttle = AuthThrottle(
         settings.rate_limit_storage_url,
         ip_limit=settings.login_ip_rate_limit,
+        pair_failure_limit=settings.login_pair_failure_limit,
+        address_failure_limit=settings.login_address_failure_limit,
         account_failure_limit=settings.login_account_failure_limit,
     )
 

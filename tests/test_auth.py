@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -625,30 +626,70 @@ async def test_register_and_refresh_are_limited_per_address(
         _assert_rate_limited(await refresh(http, pair["refresh_token"]), window_s=60)
 
 
-async def test_five_failures_lock_the_account_from_every_address(app: FastAPI, user: User) -> None:
+async def test_five_failures_hold_back_that_address_but_never_the_owner(
+    app: FastAPI, user: User
+) -> None:
     async with client_from(app, "203.0.113.7") as attacker:
         for spelling in (OWNER, "OWNER@example.com", " owner@Example.com", OWNER, OWNER):
             assert (await login(attacker, spelling, "guess")).status_code == 401
+        # Even the right password: this address has spent its tries on this account.
+        _assert_rate_limited(await login(attacker), window_s=15 * 60)
+        _assert_rate_limited(await form_login(attacker), window_s=15 * 60)
 
     async with client_from(app, "198.51.100.9") as owner:
-        _assert_rate_limited(await login(owner), window_s=15 * 60)
-        _assert_rate_limited(await form_login(owner), window_s=15 * 60)
+        assert (await login(owner)).status_code == 200
+        assert (await form_login(owner)).status_code == 200
 
 
-async def test_parallel_guesses_from_many_addresses_get_only_five_tries(
+async def test_parallel_guesses_from_one_address_get_only_five_tries(
     app: FastAPI, user: User
 ) -> None:
-    async def guess(n: int) -> httpx.Response:
-        async with client_from(app, f"203.0.113.{n}") as attacker:
-            return await login(attacker, password=f"guess-{n}")
-
-    responses = await asyncio.gather(*(guess(n) for n in range(20)))
+    async with client_from(app, "203.0.113.7") as attacker:
+        responses = await asyncio.gather(
+            *(login(attacker, password=f"guess-{n}") for n in range(20))
+        )
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [401] * 5 + [429] * 15
 
 
-async def test_the_account_lock_is_shared_by_every_process_through_redis(
+async def test_over_the_account_ceiling_only_addresses_that_have_not_failed_may_try(
+    app: FastAPI, database_url: str, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with app_with(database_url, login_account_failure_limit="10/day") as limited:
+
+        async def guess(n: int) -> httpx.Response:
+            async with client_from(limited, f"203.0.113.{n}") as attacker:
+                return await login(attacker, password=f"guess-{n}")
+
+        with caplog.at_level(logging.WARNING, logger="app.services.accounts"):
+            first = await asyncio.gather(*(guess(n) for n in range(20)))
+            second = await asyncio.gather(*(guess(n) for n in range(20)))
+        async with client_from(limited, "198.51.100.9") as owner:
+            owner_login = await login(owner)
+
+    # A fresh address always gets its one try; one that failed gets no second try.
+    assert [r.status_code for r in first] == [401] * 20
+    assert [r.status_code for r in second] == [429] * 20
+    assert owner_login.status_code == 200
+    warnings = [r for r in caplog.records if "ceiling" in r.getMessage()]
+    assert len(warnings) == 1
+    assert getattr(warnings[0], "user_id", None) == str(user.id)
+
+
+async def test_an_address_failing_on_many_accounts_is_held_back_on_all(
+    app: FastAPI, database_url: str, user: User, other_user: User
+) -> None:
+    async with (
+        app_with(database_url, login_address_failure_limit="6/hour") as limited,
+        client_from(limited, "203.0.113.7") as sprayer,
+    ):
+        for n in range(6):
+            assert (await login(sprayer, f"nobody{n}@example.com", "guess")).status_code == 401
+        _assert_rate_limited(await login(sprayer, "other@example.com"), window_s=3600)
+
+
+async def test_the_throttle_is_shared_by_every_process_through_redis(
     app: FastAPI, database_url: str, session: AsyncSession
 ) -> None:
     # A fresh address: the Redis window outlives this test.
@@ -659,23 +700,22 @@ async def test_the_account_lock_is_shared_by_every_process_through_redis(
     async with (
         app_with(database_url, **redis) as first,
         app_with(database_url, **redis) as second,
-        client_from(first, "203.0.113.7") as attacker,
+        client_from(first, "203.0.113.7") as attacker_on_first,
+        client_from(second, "203.0.113.7") as attacker_on_second,
         client_from(second, "198.51.100.9") as owner,
     ):
-        assert (await login(owner, email)).status_code == 200
         for _ in range(5):
-            assert (await login(attacker, email, "guess")).status_code == 401
+            assert (await login(attacker_on_first, email, "guess")).status_code == 401
 
-        _assert_rate_limited(await login(owner, email), window_s=15 * 60)
+        _assert_rate_limited(await login(attacker_on_second, email), window_s=15 * 60)
+        assert (await login(owner, email)).status_code == 200
 
 
-async def test_form_login_failures_count_against_the_account_too(app: FastAPI, user: User) -> None:
+async def test_form_login_failures_count_against_the_address_too(app: FastAPI, user: User) -> None:
     async with client_from(app, "203.0.113.7") as attacker:
         for _ in range(5):
             assert (await form_login(attacker, password="guess")).status_code == 401
-
-    async with client_from(app, "198.51.100.9") as owner:
-        _assert_rate_limited(await login(owner), window_s=15 * 60)
+        _assert_rate_limited(await login(attacker), window_s=15 * 60)
 
 
 async def test_a_locked_account_does_not_lock_its_neighbours(

@@ -45,7 +45,9 @@ async def login(
     ip: ClientIP,
 ) -> TokenPair:
     await throttle.hit_ip(ip, "login")
-    return await accounts.login(session, policy, throttle, email=body.email, password=body.password)
+    return await accounts.login(
+        session, policy, throttle, email=body.email, password=body.password, ip=ip
+    )
 
 
 @router.post("/token", response_model=TokenPair, responses=AUTH_ERRORS)
@@ -60,7 +62,7 @@ async def token(
     # Shares the JSON login's per-IP budget.
     await throttle.hit_ip(ip, "login")
     return await accounts.login(
-        session, policy, throttle, email=form.username, password=form.password
+        session, policy, throttle, email=form.username, password=form.password, ip=ip
     )
 
 

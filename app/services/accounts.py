@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import suppress
 from datetime import datetime
@@ -18,6 +19,8 @@ from app.schemas.auth import TokenPair
 from app.security import passwords
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
+
+logger = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "Incorrect email or password"
 INVALID_REFRESH = "Invalid or expired refresh token"
@@ -71,23 +74,40 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
 
 
 async def login(
-    session: AsyncSession, policy: TokenPolicy, throttle: AuthThrottle, *, email: str, password: str
+    session: AsyncSession,
+    policy: TokenPolicy,
+    throttle: AuthThrottle,
+    *,
+    email: str,
+    password: str,
+    ip: str,
 ) -> TokenPair:
-    """Tokens for valid credentials; failures count against the account, from any address."""
-    user = await sign_in(session, throttle, email=email, password=password)
+    """Tokens for valid credentials, within the login throttle (see `sign_in`)."""
+    user = await sign_in(session, throttle, email=email, password=password, ip=ip)
     return await issue_tokens(session, user, policy)
 
 
 async def sign_in(
-    session: AsyncSession, throttle: AuthThrottle, *, email: str, password: str
+    session: AsyncSession, throttle: AuthThrottle, *, email: str, password: str, ip: str
 ) -> User:
-    """The user with these credentials. Every attempt counts against the account's failure
-    budget (from any address) until one succeeds; raises TooManyRequests over it and
-    AuthenticationFailed for bad credentials. The API login and the dashboard share it."""
+    """The user with these credentials. Each attempt is counted against the address and the
+    account (app/security/throttle.py); raises TooManyRequests when this address may not
+    try now and AuthenticationFailed for bad credentials. The API login and the dashboard
+    share it."""
     account = normalise_email(email)
-    await throttle.claim_account_attempt(account)
-    user = await authenticate(session, email=account, password=password)
-    await throttle.record_success(account)
+    await throttle.claim_login_attempt(account, ip)
+    try:
+        user = await authenticate(session, email=account, password=password)
+    except AuthenticationFailed:
+        if await throttle.record_failure(account, ip):
+            # Only the account's id: the address typed may belong to nobody.
+            known = await _user_by_email(session, account)
+            logger.warning(
+                "failed logins passed the account's ceiling",
+                extra={"user_id": str(known.id) if known else None},
+            )
+        raise
+    await throttle.record_success(account, ip)
     return user
 
 

@@ -94,7 +94,9 @@ async def login(
         body = LoginIn.model_validate(
             {"email": values["email"], "password": forms.text(form, "password", strip=False)}
         )
-        user = await accounts.sign_in(session, throttle, email=body.email, password=body.password)
+        user = await accounts.sign_in(
+            session, throttle, email=body.email, password=body.password, ip=ip
+        )
     except ValidationError:
         # Like the API: a malformed login is just another failed login.
         return _login_failed(request, values, 401, accounts.INVALID_CREDENTIALS)

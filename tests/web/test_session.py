@@ -189,7 +189,7 @@ async def test_session_cookies_and_api_tokens_are_not_interchangeable(
 async def test_dashboard_and_api_logins_share_the_failure_budget(
     database_url: str, user: User
 ) -> None:
-    settings = make_settings(database_url, login_account_failure_limit="3/15minutes")
+    settings = make_settings(database_url, login_pair_failure_limit="3/15minutes")
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
