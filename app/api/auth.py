@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import ClientIP, SessionDep, ThrottleDep, TokenPolicyDep
+from app.api.deps import ClientIP, CurrentUser, SessionDep, ThrottleDep, TokenPolicyDep
 from app.schemas.auth import LoginIn, RefreshIn, RegisterIn, TokenPair
 from app.schemas.users import UserOut
 from app.services import accounts
@@ -76,6 +76,14 @@ async def refresh(
 ) -> TokenPair:
     await throttle.hit_ip(ip, "refresh")
     return await accounts.refresh(session, body.refresh_token, policy)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+async def logout_everywhere(session: SessionDep, user: CurrentUser) -> Response:
+    """Log out on every device: every refresh token and dashboard session is revoked, and
+    every access token issued before this request stops working at once."""
+    await accounts.end_every_session(session, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)

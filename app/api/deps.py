@@ -20,7 +20,7 @@ from app.db import session_scope
 from app.errors import AuthenticationFailed, PermissionDenied
 from app.models import User
 from app.monitoring.fetch import MonitoringRuntime
-from app.security import ssrf
+from app.security import ssrf, tokens
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
 from app.services import listing_pages
@@ -102,10 +102,12 @@ TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 
 @dataclass(frozen=True, slots=True)
 class AccessToken:
-    """What a valid access token says: whose it is, and until when (epoch seconds)."""
+    """What a valid access token says: whose it is, until when (epoch seconds), and the
+    user's credentials version when it was issued."""
 
     subject: uuid.UUID
     expires_at: int
+    credentials_version: int
 
 
 def _access_token(policy: TokenPolicy, token: str | None) -> AccessToken:
@@ -116,7 +118,11 @@ def _access_token(policy: TokenPolicy, token: str | None) -> AccessToken:
         claims = policy.signer.decode(token, expected_type="access")
     except InvalidToken as exc:
         raise AuthenticationFailed("Invalid or expired token") from exc
-    return AccessToken(uuid.UUID(str(claims["sub"])), int(str(claims["exp"])))
+    return AccessToken(
+        uuid.UUID(str(claims["sub"])),
+        int(str(claims["exp"])),
+        tokens.credentials_version(claims),
+    )
 
 
 async def get_current_user(
@@ -124,8 +130,9 @@ async def get_current_user(
 ) -> User:
     """The active user named by a valid access token; 401 otherwise. Their id (and the
     search the path names, if any) goes on every later log line of the request."""
-    user = await session.get(User, _access_token(policy, token).subject)
-    if user is None or not user.is_active:
+    access = _access_token(policy, token)
+    user = await session.get(User, access.subject)
+    if user is None or not user.is_active or user.credentials_version != access.credentials_version:
         raise AuthenticationFailed("Invalid or expired token")
     logs.bind_caller(user.id, request.path_params.get("search_id"))
     return user
@@ -164,7 +171,9 @@ async def get_page_owner(request: Request, access: AccessTokenDep) -> PageOwner:
     request: a deactivated or deleted user's token stops working at once), but read as
     one column without the ORM or a transaction: a page served from the cache then costs
     one round trip to the database."""
-    owner = await listing_pages.read_owner(request.app.state.engine, access.subject)
+    owner = await listing_pages.read_owner(
+        request.app.state.engine, access.subject, access.credentials_version
+    )
     if owner is None:
         raise AuthenticationFailed("Invalid or expired token")
     logs.bind_caller(owner.id, request.path_params.get("search_id"))

@@ -62,6 +62,7 @@ class ServedRequest:
     owner_id: uuid.UUID
     page_key: PageKey
     token_expires_at: float
+    credentials_version: int
 
 
 class ServedRequests:
@@ -110,12 +111,13 @@ class OwnerVersions:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
-    async def read(self, user_id: uuid.UUID) -> int | None:
+    async def read(self, user_id: uuid.UUID, credentials_version: int) -> int | None:
         if not self._on_asyncpg:
-            owner = await listing_pages.read_owner(self._engine, user_id)
+            owner = await listing_pages.read_owner(self._engine, user_id, credentials_version)
             return None if owner is None else owner.feed_version
         pool = self._pool or await self._open_pool()
-        version: int | None = await pool.fetchval(self._sql, user_id)
+        # Parameters in the order the compiled statement numbers them ($1 id, $2 version).
+        version: int | None = await pool.fetchval(self._sql, user_id, credentials_version)
         return version
 
     async def _open_pool(self) -> asyncpg.Pool:
@@ -169,7 +171,7 @@ class ListingShortcut:
         if served is None:
             return None
         try:
-            version = await self.versions.read(served.owner_id)
+            version = await self.versions.read(served.owner_id, served.credentials_version)
         except Exception as exc:
             # Whatever went wrong, the route reads the version again and answers (503 if
             # the database is down): the shortcut never answers with an error of its own.

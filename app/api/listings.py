@@ -79,7 +79,10 @@ async def list_listings(
         offset=query.offset,
     )
     # The same request again is answered by app/api/listing_shortcut.py, without this route.
-    served.remember(request.scope, ServedRequest(owner.id, key, token.expires_at))
+    served.remember(
+        request.scope,
+        ServedRequest(owner.id, key, token.expires_at, token.credentials_version),
+    )
     return Response(body, media_type="application/json")
 
 

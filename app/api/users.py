@@ -6,9 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from app.api.deps import CurrentUser, DeliveryDep, SessionDep, URLPolicyDep
+from app.api.deps import (
+    ClientIP,
+    CurrentUser,
+    DeliveryDep,
+    SessionDep,
+    ThrottleDep,
+    TokenPolicyDep,
+    URLPolicyDep,
+)
 from app.models import AlertStatus
 from app.schemas.alerts import AlertOut, TestAlertIn, TestAlertResult
+from app.schemas.auth import PasswordChangeIn, TokenPair
 from app.schemas.users import (
     UserLimits,
     UserOut,
@@ -17,7 +26,7 @@ from app.schemas.users import (
     UserUpdated,
     WebhookSecretRotated,
 )
-from app.services import alerts, users
+from app.services import accounts, alerts, users
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -60,6 +69,36 @@ async def delete_me(session: SessionDep, user: CurrentUser) -> Response:
     """Delete the account and everything of it (searches, matches, alerts); not undoable."""
     await users.delete_account(session, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/me/password",
+    response_model=TokenPair,
+    responses={
+        **_AUTH,
+        422: {"description": "Wrong current password, or a new one that is too short"},
+        429: {"description": "Too many wrong passwords; see Retry-After"},
+    },
+)
+async def change_my_password(
+    body: PasswordChangeIn,
+    session: SessionDep,
+    user: CurrentUser,
+    policy: TokenPolicyDep,
+    throttle: ThrottleDep,
+    ip: ClientIP,
+) -> TokenPair:
+    """Change the password (the current one is required). Every session and token of the
+    account ends, this one included; the answer is a fresh pair for this client."""
+    await accounts.change_password(
+        session,
+        throttle,
+        user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        ip=ip,
+    )
+    return await accounts.issue_tokens(session, user, policy)
 
 
 @router.get("/me/stats", response_model=UserStats, responses=_AUTH)

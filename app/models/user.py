@@ -50,6 +50,10 @@ class User(Base):
     # show, so a page cached under one value can never be served once it is stale.
     feed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # Carried by every token as `cv`; raising it (password change or reset, "log out
+    # everywhere") ends every token issued before, access tokens included.
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

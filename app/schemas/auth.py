@@ -29,6 +29,11 @@ class LoginIn(InputModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class PasswordChangeIn(InputModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
 class RefreshIn(InputModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 

@@ -34,12 +34,15 @@ class TokenSigner:
         now: datetime,
         lifetime: timedelta,
         family_id: uuid.UUID | None = None,
+        credentials_version: int = 0,
     ) -> tuple[str, str]:
-        """Return (encoded token, jti)."""
+        """Return (encoded token, jti). `credentials_version` is the user's at issue time:
+        the token is refused once the user's has moved on."""
         jti = secrets.token_urlsafe(24)
         claims: dict[str, object] = {
             "sub": str(subject),
             "type": token_type,
+            "cv": credentials_version,
             "jti": jti,
             "iat": int(now.timestamp()),
             "exp": int((now + lifetime).timestamp()),
@@ -70,7 +73,18 @@ class TokenSigner:
             uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
             raise InvalidToken("malformed subject") from exc
+        # Tokens issued before versions existed carry none: version 0, every user's first.
+        claims.setdefault("cv", 0)
+        if type(claims["cv"]) is not int:
+            raise InvalidToken("malformed credentials version")
         return claims
+
+
+def credentials_version(claims: dict[str, object]) -> int:
+    """The `cv` of claims from `TokenSigner.decode` (always there, always an int)."""
+    version = claims["cv"]
+    assert isinstance(version, int)
+    return version
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from contextlib import suppress
 from datetime import datetime
 
 from pydantic.networks import validate_email
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.errors import AuthenticationFailed, Conflict
+from app.errors import AuthenticationFailed, Conflict, InvalidInput
 from app.models import RefreshToken, User
 from app.schemas.auth import TokenPair
 from app.security import passwords
@@ -123,7 +123,11 @@ async def issue_tokens(
     now = now or utcnow()
     family_id = family_id or uuid.uuid4()
     access, _ = policy.signer.issue(
-        subject=user.id, token_type="access", now=now, lifetime=policy.access_lifetime
+        subject=user.id,
+        token_type="access",
+        now=now,
+        lifetime=policy.access_lifetime,
+        credentials_version=user.credentials_version,
     )
     refresh, jti = policy.signer.issue(
         subject=user.id,
@@ -131,6 +135,7 @@ async def issue_tokens(
         now=now,
         lifetime=policy.refresh_lifetime,
         family_id=family_id,
+        credentials_version=user.credentials_version,
     )
     session.add(
         RefreshToken(
@@ -198,7 +203,11 @@ async def open_session(
     """
     now = now or utcnow()
     token, jti = policy.signer.issue(
-        subject=user.id, token_type="session", now=now, lifetime=policy.refresh_lifetime
+        subject=user.id,
+        token_type="session",
+        now=now,
+        lifetime=policy.refresh_lifetime,
+        credentials_version=user.credentials_version,
     )
     session.add(
         RefreshToken(
@@ -244,6 +253,57 @@ async def close_session(session: AsyncSession, session_id: str) -> None:
         .values(revoked_at=utcnow())
     )
     await session.flush()
+
+
+async def end_every_session(session: AsyncSession, user: User) -> None:
+    """Log the user out everywhere: revoke every refresh token and dashboard session, and
+    raise the credentials version, so that every access token issued before is refused
+    too (the listings shortcut included). Flushes."""
+    user.credentials_version += 1
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    await session.flush()
+
+
+async def change_password(
+    session: AsyncSession,
+    throttle: AuthThrottle,
+    user: User,
+    *,
+    current_password: str,
+    new_password: str,
+    ip: str,
+) -> None:
+    """Set a new password after checking the current one, then log the user out
+    everywhere. Checking the current password counts like a login attempt, so a stolen
+    token cannot be used to guess it. Raises InvalidInput (field current_password) for a
+    wrong one, TooManyRequests over the login throttle. Flushes."""
+    await throttle.claim_login_attempt(user.email, ip)
+    ok, _ = await passwords.verify_password(current_password, user.password_hash)
+    if not ok:
+        await throttle.record_failure(user.email, ip)
+        raise InvalidInput("That is not your current password", field="current_password")
+    await throttle.record_success(user.email, ip)
+    user.password_hash = await passwords.hash_password(new_password)
+    await end_every_session(session, user)
+
+
+async def purge_spent_tokens(session: AsyncSession, *, now: datetime) -> int:
+    """Delete refresh tokens and dashboard sessions that are expired or revoked: neither
+    can be used again, and a revoked one is refused just the same once it is gone. Used
+    tokens of a live family stay until they expire, so re-using one is still caught.
+    Flushes; returns how many were deleted."""
+    deleted = await session.execute(
+        delete(RefreshToken).where(
+            or_(RefreshToken.expires_at <= now, RefreshToken.revoked_at.is_not(None))
+        )
+    )
+    await session.flush()
+    count: int = deleted.rowcount  # type: ignore[attr-defined]
+    return count
 
 
 async def _stored_refresh_token(

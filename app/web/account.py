@@ -67,7 +67,7 @@ async def signup(
         page_url(request, "new_search"),
         notice="Welcome! Start with a template, or describe what you are looking for.",
     )
-    await _start_session(request, response, session, policy, settings, user)
+    await start_session(request, response, session, policy, settings, user)
     return response
 
 
@@ -107,7 +107,19 @@ async def login(
     except AuthenticationFailed as exc:
         return _login_failed(request, values, 401, exc.detail)
     response = redirect(request, safe_next(request, values["next"], page_url(request, "searches")))
-    await _start_session(request, response, session, policy, settings, user)
+    await start_session(request, response, session, policy, settings, user)
+    return response
+
+
+@router.post("/logout-all", name="logout_everywhere")
+async def logout_everywhere(
+    request: Request, _form: CheckedForm, session: SessionDep, settings: SettingsDep, user: WebUser
+) -> Response:
+    await accounts.end_every_session(session, user)
+    response = redirect(
+        request, page_url(request, "login"), notice="You are logged out on every device."
+    )
+    delete_cookie(request, response, settings, SESSION_COOKIE)
     return response
 
 
@@ -121,7 +133,7 @@ async def logout(
     return response
 
 
-async def _start_session(
+async def start_session(
     request: Request,
     response: Response,
     session: SessionDep,

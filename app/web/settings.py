@@ -10,13 +10,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.api.deps import DeliveryDep, SessionDep, URLPolicyDep
+from app.api.deps import (
+    ClientIP,
+    DeliveryDep,
+    SessionDep,
+    SettingsDep,
+    ThrottleDep,
+    TokenPolicyDep,
+    URLPolicyDep,
+)
 from app.errors import InvalidInput
 from app.models import AlertChannel, AlertStatus, User
 from app.schemas.alerts import TestAlertIn
+from app.schemas.auth import PasswordChangeIn
 from app.schemas.users import UserUpdate
-from app.services import alerts, users
+from app.services import accounts, alerts, users
 from app.web import forms
+from app.web.account import start_session
 from app.web.render import page_url, redirect, render
 from app.web.session import CheckedForm, WebUser
 
@@ -99,6 +109,48 @@ async def enable_webhook(
     update = UserUpdate.model_validate({"webhook_url": user.webhook_url})
     await users.update_profile(session, user, update, url_policy=url_policy)
     return redirect(request, page_url(request, "settings"), notice="Webhook turned back on.")
+
+
+@router.post("/settings/password", name="change_password")
+async def change_password(
+    request: Request,
+    form: CheckedForm,
+    session: SessionDep,
+    user: WebUser,
+    policy: TokenPolicyDep,
+    throttle: ThrottleDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+) -> Response:
+    values = forms.settings_values(user)
+    try:
+        body = PasswordChangeIn.model_validate(
+            {
+                "current_password": forms.text(form, "current_password", strip=False),
+                "new_password": forms.text(form, "new_password", strip=False),
+            }
+        )
+        await accounts.change_password(
+            session,
+            throttle,
+            user,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            ip=ip,
+        )
+    except ValidationError as exc:
+        return _page(request, user, values=values, errors=forms.field_errors(exc), status_code=422)
+    except InvalidInput as exc:
+        errors = {exc.field or forms.FORM_ERROR: exc.detail}
+        return _page(request, user, values=values, errors=errors, status_code=422)
+    response = redirect(
+        request,
+        page_url(request, "settings"),
+        notice="Password changed. Every other device and app is signed out.",
+    )
+    # Every session ended, this browser's too: it gets a new one.
+    await start_session(request, response, session, policy, settings, user)
+    return response
 
 
 @router.post("/settings/test-alert", name="test_alert")

@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.models import User
 from app.monitoring import feed_versions
 from tests.conftest import make_settings
-from tests.factories import make_listing, make_match, make_search
+from tests.factories import DEFAULT_PASSWORD, make_listing, make_match, make_search
 
 URL = "/api/v1/listings/"
 ORIGIN = "https://dashboard.example.com"
@@ -210,7 +210,7 @@ def scope(authorizations: list[bytes], query: bytes = b"limit=5") -> dict[str, A
 
 
 def served(expires_at: float) -> ServedRequest:
-    return ServedRequest(uuid.uuid4(), ("page",), expires_at)
+    return ServedRequest(uuid.uuid4(), ("page",), expires_at, 0)
 
 
 def test_a_request_is_known_by_its_one_authorization_header_and_its_query_string() -> None:
@@ -259,3 +259,37 @@ async def test_the_route_remembers_a_request_until_its_token_expires(
     # Forgotten: the route decides again (and its leeway is its own business).
     assert titles(await client.get(URL, params={"limit": 5}, headers=headers))
     assert shortcut_of(app).answered == 0
+
+
+@pytest.mark.parametrize("ending", ["password change", "log out everywhere"])
+async def test_a_token_issued_before_the_owner_ended_every_session_is_refused_even_on_a_repeat(
+    app: FastAPI, client: httpx.AsyncClient, user: User, matched: None, ending: str
+) -> None:
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    old = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert (await client.get(URL, headers=old)).status_code == 200
+    assert (await client.get(URL, headers=old)).status_code == 200
+    assert shortcut_of(app).answered == 1
+
+    if ending == "password change":
+        changed = await client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": DEFAULT_PASSWORD, "new_password": "a-brand-new-password"},
+            headers=old,
+        )
+        assert changed.status_code == 200, changed.text
+        new = {"Authorization": f"Bearer {changed.json()['access_token']}"}
+    else:
+        ended = await client.post("/api/v1/auth/logout-all", headers=old)
+        assert ended.status_code == 204, ended.text
+        again = await client.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": DEFAULT_PASSWORD}
+        )
+        new = {"Authorization": f"Bearer {again.json()['access_token']}"}
+
+    refused = await client.get(URL, headers=old)
+    assert refused.status_code == 401, refused.text
+    assert shortcut_of(app).answered == 1
+    assert titles(await client.get(URL, headers=new)) == ["Item 2", "Item 1", "Item 0"]
