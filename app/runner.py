@@ -18,8 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.alerts import delivery, outbox
 from app.alerts.delivery import DeliveryRuntime
 from app.db import utcnow
-from app.monitoring import cycle, store
+from app.monitoring import cycle
 from app.monitoring.fetch import MonitoringRuntime
+from app.services import housekeeping
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +119,6 @@ class EmbeddedRunner:
             if time.monotonic() - self._last_cleanup >= CLEANUP_INTERVAL_S:
                 self._last_cleanup = time.monotonic()
                 async with self._runtime.session_factory() as session:
-                    deleted = await store.delete_stale_listings(
-                        session, seen_before=utcnow() - self._retention
-                    )
-                    await session.commit()
-                if deleted:
-                    logger.info("deleted %d stale listings", deleted)
+                    await housekeeping.run(session, now=utcnow(), listing_retention=self._retention)
         except Exception:
             logger.exception("embedded scheduler cycle failed")

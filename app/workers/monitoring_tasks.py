@@ -9,7 +9,8 @@ import redis
 
 from app.config import get_settings
 from app.db import utcnow
-from app.monitoring import cycle, scheduler, store
+from app.monitoring import cycle, scheduler
+from app.services import housekeeping
 from app.workers import alert_tasks
 from app.workers.celery_app import celery_app
 from app.workers.worker_loop import run_on_worker_loop, worker_runtime
@@ -64,17 +65,17 @@ def check_search_group(payload: dict[str, Any]) -> int:
 
 @celery_app.task(name="monitoring.cleanup_old_listings")
 def cleanup_old_listings() -> int:
-    """Delete listings nobody saved that were last seen before the retention period."""
+    """The hourly housekeeping (app/services/housekeeping.py): stale listings, spent tokens
+    and sessions. Returns how many listings were deleted."""
     return run_on_worker_loop(_cleanup(get_settings().listing_retention_days))
 
 
 async def _cleanup(retention_days: int) -> int:
     async with worker_runtime().session_factory() as session:
-        deleted = await store.delete_stale_listings(
-            session, seen_before=utcnow() - timedelta(days=retention_days)
+        report = await housekeeping.run(
+            session, now=utcnow(), listing_retention=timedelta(days=retention_days)
         )
-        await session.commit()
-    return deleted
+    return report.stale_listings
 
 
 def _first_in_tick(broker_url: str, tick_s: float) -> bool:
