@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.errors
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -42,6 +43,21 @@ _SAFE_FIELD = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,64}$")
 _SAFE_DOMAIN = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
 # SendGrid refuses display names containing these.
 _NAME_BREAKERS = re.compile(r"[;,\"\r\n]+")
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One mail as both senders (SendGrid and SMTP) send it."""
+
+    to_email: str
+    to_name: str | None
+    subject: str
+    text: str
+    html: str | None
+    message_id: str
+    headers: dict[str, str]
+    custom_args: dict[str, str]
+    category: str
 
 
 @dataclass(frozen=True)
@@ -117,21 +133,59 @@ class EmailChannel:
         if not self.can_reach(recipient):
             return DeliveryResult.permanent("no email address")
         rendered = render.render_email(message)
+        mail = OutgoingMail(
+            to_email=recipient.email.strip(),
+            to_name=recipient.full_name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=self.message_id(message),
+            headers={"X-Alert-Id": str(message.alert_id), **unsubscribe_headers(message)},
+            # Echoed in SendGrid's event webhook, which ties a bounce back to its alert.
+            custom_args={
+                "alert_id": str(message.alert_id),
+                "idempotency_key": message.idempotency_key,
+            },
+            category=f"alert-{message.kind}",
+        )
+        return await self._deliver(mail)
+
+    async def send_account_mail(
+        self, *, to_email: str, to_name: str | None, subject: str, text: str, kind: str
+    ) -> DeliveryResult:
+        """A plain-text mail about the account itself (a verification or reset link, a
+        security notice): never an alert, never in the alert log, since it may carry a
+        secret link. Never raises for provider or network failures."""
+        if not to_email.strip():
+            return DeliveryResult.permanent("no email address")
+        domain = self._from_address.rpartition("@")[2]
+        mail = OutgoingMail(
+            to_email=to_email.strip(),
+            to_name=to_name,
+            subject=subject,
+            text=text,
+            html=None,
+            message_id=f"<{uuid.uuid4()}@{domain if _SAFE_DOMAIN.match(domain) else 'localhost'}>",
+            headers={},
+            custom_args={},
+            category=f"account-{kind}",
+        )
+        return await self._deliver(mail)
+
+    async def _deliver(self, mail: OutgoingMail) -> DeliveryResult:
         if self.uses_sendgrid:
-            return await self._send_with_sendgrid(recipient, message, rendered)
+            return await self._send_with_sendgrid(mail)
         if self._smtp is not None:
-            return await self._send_with_smtp(self._smtp, recipient, message, rendered)
+            return await self._send_with_smtp(self._smtp, mail)
         return DeliveryResult.permanent("email is not configured on this server")
 
     # --- SendGrid ---------------------------------------------------------------------
 
-    async def _send_with_sendgrid(
-        self, recipient: Recipient, message: AlertMessage, rendered: render.RenderedEmail
-    ) -> DeliveryResult:
+    async def _send_with_sendgrid(self, mail: OutgoingMail) -> DeliveryResult:
         try:
             response = await self._client.post(
                 self._sendgrid_url,
-                json=self._sendgrid_payload(recipient, message, rendered),
+                json=self._sendgrid_payload(mail),
                 headers={"Authorization": f"Bearer {self._sendgrid_api_key}"},
                 timeout=self._timeout_s,
                 follow_redirects=False,
@@ -142,54 +196,43 @@ class EmailChannel:
             return DeliveryResult.retry("could not reach SendGrid")
         return _sendgrid_result(response)
 
-    def _sendgrid_payload(
-        self, recipient: Recipient, message: AlertMessage, rendered: render.RenderedEmail
-    ) -> dict[str, Any]:
-        to: dict[str, str] = {"email": recipient.email.strip()}
-        if name := _display_name(recipient.full_name):
+    def _sendgrid_payload(self, mail: OutgoingMail) -> dict[str, Any]:
+        to: dict[str, str] = {"email": mail.to_email}
+        if name := _display_name(mail.to_name):
             to["name"] = name
         sender: dict[str, str] = {"email": self._from_address}
         if name := _display_name(self._from_name):
             sender["name"] = name
-        return {
+        content = [{"type": "text/plain", "value": mail.text}]
+        if mail.html is not None:
+            content.append({"type": "text/html", "value": mail.html})
+        payload: dict[str, Any] = {
             "personalizations": [{"to": [to]}],
             "from": sender,
-            "subject": rendered.subject,
-            "content": [
-                {"type": "text/plain", "value": rendered.text},
-                {"type": "text/html", "value": rendered.html},
-            ],
+            "subject": mail.subject,
+            "content": content,
             "headers": {
-                "Message-ID": self.message_id(message),
+                "Message-ID": mail.message_id,
                 "Auto-Submitted": "auto-generated",
-                "X-Alert-Id": str(message.alert_id),
-                **unsubscribe_headers(message),
+                **mail.headers,
             },
-            # Echoed in SendGrid's event webhook, which ties a bounce back to its alert.
-            "custom_args": {
-                "alert_id": str(message.alert_id),
-                "idempotency_key": message.idempotency_key,
-            },
-            "categories": [f"alert-{message.kind}"],
+            "categories": [mail.category],
         }
+        if mail.custom_args:
+            payload["custom_args"] = mail.custom_args
+        return payload
 
     # --- SMTP -------------------------------------------------------------------------
 
-    async def _send_with_smtp(
-        self,
-        server: SmtpServer,
-        recipient: Recipient,
-        message: AlertMessage,
-        rendered: render.RenderedEmail,
-    ) -> DeliveryResult:
+    async def _send_with_smtp(self, server: SmtpServer, mail: OutgoingMail) -> DeliveryResult:
         try:
-            mail = self._mime_message(recipient, message, rendered)
+            message = self._mime_message(mail)
         # The stdlib address parser raises IndexError for a trailing "@".
         except (ValueError, IndexError, email.errors.HeaderParseError):
             return DeliveryResult.permanent("invalid email address")
         try:
             await aiosmtplib.send(
-                mail,
+                message,
                 hostname=server.host,
                 port=server.port,
                 username=server.username,
@@ -221,30 +264,28 @@ class EmailChannel:
             # What remains is the server lacking what SMTP_URL asks for: AUTH (perhaps
             # offered only over TLS) or STARTTLS. Retrying changes nothing.
             return DeliveryResult.misconfigured("mail server offers no login or TLS for SMTP_URL")
-        return DeliveryResult.delivered(self.message_id(message))
+        return DeliveryResult.delivered(mail.message_id)
 
-    def _mime_message(
-        self, recipient: Recipient, message: AlertMessage, rendered: render.RenderedEmail
-    ) -> EmailMessage:
-        """multipart/alternative: plain text first, HTML last (the part clients prefer)."""
-        mail = EmailMessage()
-        mail["Subject"] = rendered.subject
-        mail["From"] = Address(
+    def _mime_message(self, mail: OutgoingMail) -> EmailMessage:
+        """Plain text, or multipart/alternative with the HTML last (the part clients
+        prefer)."""
+        message = EmailMessage()
+        message["Subject"] = mail.subject
+        message["From"] = Address(
             display_name=_display_name(self._from_name) or "", addr_spec=self._from_address
         )
-        mail["To"] = Address(
-            display_name=_display_name(recipient.full_name) or "",
-            addr_spec=recipient.email.strip(),
+        message["To"] = Address(
+            display_name=_display_name(mail.to_name) or "", addr_spec=mail.to_email
         )
-        mail["Date"] = format_datetime(datetime.now(UTC))
-        mail["Message-ID"] = self.message_id(message)
-        mail["Auto-Submitted"] = "auto-generated"
-        mail["X-Alert-Id"] = str(message.alert_id)
-        for name, value in unsubscribe_headers(message).items():
-            mail[name] = value
-        mail.set_content(rendered.text)
-        mail.add_alternative(rendered.html, subtype="html")
-        return mail
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = mail.message_id
+        message["Auto-Submitted"] = "auto-generated"
+        for name, value in mail.headers.items():
+            message[name] = value
+        message.set_content(mail.text)
+        if mail.html is not None:
+            message.add_alternative(mail.html, subtype="html")
+        return message
 
 
 def unsubscribe_headers(message: AlertMessage) -> dict[str, str]:
