@@ -25,14 +25,18 @@ async def make_user(
     plan: Plan = Plan.FREE,
     is_admin: bool = False,
     is_active: bool = True,
+    email_verified: bool = True,
     **fields: Any,
 ) -> User:
+    """A user; verified email (and phone, when one is given) unless told otherwise."""
+    fields.setdefault("phone_verified", fields.get("phone_number") is not None)
     user = User(
         email=email,
         password_hash=_DEFAULT_HASH,
         plan=plan.value,
         is_admin=is_admin,
         is_active=is_active,
+        email_verified=email_verified,
         apprise_urls=[],
         **fields,
     )

@@ -243,10 +243,24 @@ async def _send(
         return DeliveryResult.permanent(f"{channel.name} is not configured on this server")
     if not channel.can_reach(recipient):
         return DeliveryResult.permanent(f"{channel.name} is not set up in your settings")
+    if unverified := _unverified(channel_name, recipient):
+        return DeliveryResult.permanent(unverified)
     try:
         return await asyncio.wait_for(channel.send(recipient, message), runtime.send_timeout_s)
     except TimeoutError:
         return DeliveryResult.retry(f"timed out after {runtime.send_timeout_s:.0f} s")
+
+
+def _unverified(channel_name: str, recipient: Recipient) -> str | None:
+    """Why the channel may not send to this recipient yet, or None."""
+    if channel_name == AlertChannel.EMAIL.value and not recipient.email_verified:
+        return (
+            "your email address is not verified yet: follow the link we sent "
+            "(Settings can send a new one)"
+        )
+    if channel_name == AlertChannel.SMS.value and not recipient.phone_verified:
+        return "your phone number is not verified yet: Settings sends a code to confirm it"
+    return None
 
 
 def recipient_for(user: User, now: datetime) -> Recipient:
@@ -265,6 +279,8 @@ def recipient_for(user: User, now: datetime) -> Recipient:
         webhook_url=None if user.webhook_disabled_at else user.webhook_url,
         webhook_secrets=tuple(secrets),
         apprise_urls=tuple(user.apprise_urls or ()),
+        email_verified=user.email_verified,
+        phone_verified=user.phone_verified,
     )
 
 

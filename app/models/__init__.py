@@ -1,5 +1,6 @@
 """All models, imported here so Alembic and the app see the full metadata."""
 
+from app.models.account import ApiToken, CodePurpose, OneTimeCode
 from app.models.alert import Alert
 from app.models.billing import AuditLog, StripeEvent
 from app.models.enums import AlertChannel, AlertKind, AlertMode, AlertStatus, Marketplace, Plan
@@ -14,11 +15,14 @@ __all__ = [
     "AlertKind",
     "AlertMode",
     "AlertStatus",
+    "ApiToken",
     "ApiUsage",
     "AuditLog",
+    "CodePurpose",
     "Listing",
     "ListingPrice",
     "Marketplace",
+    "OneTimeCode",
     "Plan",
     "RefreshToken",
     "Search",

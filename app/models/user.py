@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Time, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    Time,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -27,6 +37,8 @@ class User(Base):
 
     # Notification settings: validated by the API, used by the alert channels.
     phone_number: Mapped[str | None] = mapped_column(String(20))
+    # The number above answered a code sent to it; a new number starts unverified.
+    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
     # During a rotation the previous secret keeps signing too, until it expires.

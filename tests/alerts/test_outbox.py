@@ -329,6 +329,9 @@ async def test_sms_within_the_cap_is_sent_and_counted(
     app: FastAPI, session: AsyncSession, user: User
 ) -> None:
     user.plan = Plan.STARTER.value
+    # SMS goes only to a verified number.
+    user.phone_number = "+447911123456"
+    user.phone_verified = True
     await session.commit()
     channel = ScriptedChannel()
     channel.name = "sms"

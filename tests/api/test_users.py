@@ -240,6 +240,8 @@ async def test_text_with_nul_bytes_is_refused(
         ("is_admin", True),
         ("is_active", False),
         ("email_verified", True),
+        ("phone_verified", True),
+        ("credentials_version", 7),
         ("stripe_customer_id", "cus_evil"),
         ("stripe_subscription_id", "sub_evil"),
         ("subscription_status", "active"),
@@ -262,6 +264,8 @@ async def test_privileged_and_unknown_fields_are_refused_and_nothing_changes(
     field: str,
     value: Any,
 ) -> None:
+    user.email_verified = False
+    await session.commit()
     user_id = user.id
     for method in ("PUT", "PATCH"):
         response = await client.request(
@@ -275,6 +279,8 @@ async def test_privileged_and_unknown_fields_are_refused_and_nothing_changes(
     assert not saved.is_admin
     assert saved.is_active
     assert not saved.email_verified
+    assert not saved.phone_verified
+    assert saved.credentials_version == 0
     assert saved.email == "owner@example.com"
     assert saved.stripe_customer_id is None
     assert saved.webhook_secret is None

@@ -59,6 +59,10 @@ class Recipient:
     # Every secret currently valid; during a rotation both sign each message.
     webhook_secrets: tuple[str, ...] = ()
     apprise_urls: tuple[str, ...] = field(default_factory=tuple)
+    # Whether the owner proved the address and the number are theirs: nothing is sent to
+    # one they have not (anyone can type someone else's address at sign-up).
+    email_verified: bool = False
+    phone_verified: bool = False
 
 
 class DeliveryStatus(StrEnum):
