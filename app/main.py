@@ -20,6 +20,7 @@ from app import db, logs
 from app.api import (
     admin,
     alerts,
+    api_tokens,
     auth,
     billing,
     health,
@@ -27,6 +28,7 @@ from app.api import (
     marketplaces,
     metrics,
     openapi,
+    phone_verification,
     searches,
     templates,
     unsubscribe,
@@ -188,6 +190,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         auth,
         users,
+        phone_verification,
+        api_tokens,
         searches,
         listings,
         templates,

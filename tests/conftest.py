@@ -26,6 +26,7 @@ from app.db import Base
 from app.main import create_app
 from app.models import User
 from tests.factories import make_user, token_headers
+from tests.fakes.sendgrid import SendGridFake
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_POSTGRES_URL = os.environ.get(
@@ -105,6 +106,13 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[SendGridFake]:
+    """A SendGrid fake on 127.0.0.1; read what it received from `accepted`."""
+    with SendGridFake() as fake:
+        yield fake
 
 
 @pytest.fixture

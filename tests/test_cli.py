@@ -226,6 +226,28 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
     )
 
 
+def _start_run(tmp_path: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`marketmon run` in `tmp_path` on a free port, answering /health; (process, base URL)."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [MARKETMON, "run", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_healthy(base_url, process, log_path)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, base_url
+
+
 def _stop(process: subprocess.Popen[bytes]) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -238,22 +260,10 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 
 def test_run_serves_the_seed_guide_flow_on_sqlite_from_a_clean_directory(tmp_path: Path) -> None:
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        # No .env and no DATABASE_URL: the embedded defaults (SQLite under ./data) apply.
-        process = subprocess.Popen(
-            [MARKETMON, "run", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,
-            env=_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # No .env and no DATABASE_URL: the embedded defaults (SQLite under ./data) apply.
+    process, base_url = _start_run(tmp_path, log_path)
     try:
-        _wait_until_healthy(base_url, process, log_path)
         with httpx.Client(base_url=base_url, timeout=10) as http:
             assert http.get("/health").json() == {"status": "ok"}
             assert http.get("/api/v1/docs").status_code == 200
@@ -448,26 +458,53 @@ def test_check_of_an_unknown_or_malformed_search_id_says_so(tmp_path: Path) -> N
     assert "Traceback" not in malformed.stderr
 
 
+async def _unverified_user_in(database_url: str, **fields: object) -> None:
+    engine = db.create_engine(database_url)
+    try:
+        async with db.create_session_factory(engine)() as session:
+            await make_user(session, email="unverified@example.com", email_verified=False, **fields)
+    finally:
+        await engine.dispose()
+
+
+def test_verify_user_marks_the_address_and_with_phone_the_number_verified(
+    tmp_path: Path,
+) -> None:
+    env = _migrated(tmp_path)
+    asyncio.run(
+        _unverified_user_in(
+            f"sqlite+aiosqlite:///{tmp_path / 'ops.db'}",
+            phone_number="+447700900123",
+            phone_verified=False,
+        )
+    )
+
+    email_only = marketmon("verify-user", "Unverified@example.com", cwd=tmp_path, env=env)
+    rows_after_email = sqlite_rows(
+        tmp_path / "ops.db", "SELECT email_verified, phone_verified FROM users"
+    )
+    both = marketmon("verify-user", "unverified@example.com", "--phone", cwd=tmp_path, env=env)
+    unknown = marketmon("verify-user", "nobody@example.com", cwd=tmp_path, env=env)
+
+    assert email_only.returncode == 0, email_only.stderr
+    assert "email address of unverified@example.com is now verified" in email_only.stdout
+    assert rows_after_email == [(1, 0)]
+    assert both.returncode == 0, both.stderr
+    assert sqlite_rows(tmp_path / "ops.db", "SELECT email_verified, phone_verified FROM users") == [
+        (1, 1)
+    ]
+    assert unknown.returncode == 1
+    assert "No user with the email" in unknown.stderr
+
+
 def test_run_answers_a_50000_character_url_while_other_requests_stay_fast(
     tmp_path: Path,
 ) -> None:
     """Every request's access line is redacted on the event loop: a long path or query must
     cost that request little, and others nothing they would notice."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [MARKETMON, "run", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,
-            env=_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process, base_url = _start_run(tmp_path, log_path)
     try:
-        _wait_until_healthy(base_url, process, log_path)
         long_urls = [f"/health?x={'a' * 50_000}", f"/{'b' * 50_000}", f"/api/v1/{'c1-' * 16_700}"]
 
         async def scenario() -> list[float]:

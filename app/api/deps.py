@@ -13,17 +13,18 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import logs
+from app.alerts.channels.email import EmailChannel
 from app.alerts.delivery import DeliveryRuntime
 from app.api.listing_shortcut import ServedRequests
 from app.config import Settings
 from app.db import session_scope
 from app.errors import AuthenticationFailed, PermissionDenied
-from app.models import User
+from app.models import ApiToken, User
 from app.monitoring.fetch import MonitoringRuntime
 from app.security import ssrf, tokens
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
-from app.services import listing_pages
+from app.services import api_tokens, email_links, listing_pages
 from app.services.listing_pages import PageCache, PageOwner
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -103,11 +104,24 @@ TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 @dataclass(frozen=True, slots=True)
 class AccessToken:
     """What a valid access token says: whose it is, until when (epoch seconds), and the
-    user's credentials version when it was issued."""
+    user's credentials version when it was issued. For a personal API token: its owner,
+    its expiry (END_OF_TIME for none) and the owner's current credentials version."""
 
     subject: uuid.UUID
     expires_at: int
     credentials_version: int
+    # An API token is revoked by deleting its row, which only a database read sees.
+    is_api_token: bool = False
+
+
+END_OF_TIME = 253402300799  # 9999-12-31T23:59:59Z, the expiry of an API token without one
+
+LOGIN_NEEDED = (
+    "This needs a login: an API token cannot manage API tokens, change the password, "
+    "log out everywhere, delete the account or administer the server"
+)
+READ_ONLY_TOKEN = "This API token can only read; create one with the write scope"
+_READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _access_token(policy: TokenPolicy, token: str | None) -> AccessToken:
@@ -128,20 +142,63 @@ def _access_token(policy: TokenPolicy, token: str | None) -> AccessToken:
 async def get_current_user(
     request: Request, session: SessionDep, policy: TokenPolicyDep, token: TokenDep
 ) -> User:
-    """The active user named by a valid access token; 401 otherwise. Their id (and the
-    search the path names, if any) goes on every later log line of the request."""
-    access = _access_token(policy, token)
-    user = await session.get(User, access.subject)
-    if user is None or not user.is_active or user.credentials_version != access.credentials_version:
-        raise AuthenticationFailed("Invalid or expired token")
-    logs.bind_caller(user.id, request.path_params.get("search_id"))
+    """The active user named by a valid access token or personal API token; 401
+    otherwise. An API token gets 403 where a login is needed, and without the write scope
+    for anything but reading. Their id (and the search the path names, if any) goes on
+    every later log line of the request."""
+    user, api_token = await _caller(request, session, policy, token)
+    if api_token is not None:
+        _check_api_token_may(request, api_token)
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user, scope="function")]
 
 
-async def get_current_admin(user: CurrentUser) -> User:
+async def get_logged_in_user(
+    request: Request, session: SessionDep, policy: TokenPolicyDep, token: TokenDep
+) -> User:
+    """As get_current_user, but only with a login's access token: an API token gets 403,
+    for what only the account's owner in person may do (managing API tokens, the
+    password, sessions, deleting the account, administration), so that a leaked token can
+    neither lock its owner out nor outlive a password change."""
+    user, api_token = await _caller(request, session, policy, token)
+    if api_token is not None:
+        raise PermissionDenied(LOGIN_NEEDED)
+    return user
+
+
+LoggedInUser = Annotated[User, Depends(get_logged_in_user, scope="function")]
+
+
+async def _caller(
+    request: Request, session: AsyncSession, policy: TokenPolicy, token: str | None
+) -> tuple[User, ApiToken | None]:
+    """The active user the Bearer value names, and the API token when it was one."""
+    api_token: ApiToken | None = None
+    if token is not None and api_tokens.is_api_token(token):
+        user, api_token = await api_tokens.authenticate(session, token)
+    else:
+        access = _access_token(policy, token)
+        found = await session.get(User, access.subject)
+        if (
+            found is None
+            or not found.is_active
+            or found.credentials_version != access.credentials_version
+        ):
+            raise AuthenticationFailed("Invalid or expired token")
+        user = found
+    logs.bind_caller(user.id, request.path_params.get("search_id"))
+    return user, api_token
+
+
+def _check_api_token_may(request: Request, api_token: ApiToken) -> None:
+    """403 unless this API token may make this request."""
+    if request.method not in _READING_METHODS and not api_tokens.may_write(api_token):
+        raise PermissionDenied(READ_ONLY_TOKEN)
+
+
+async def get_current_admin(user: LoggedInUser) -> User:
     if not user.is_admin:
         raise PermissionDenied("Administrator access required")
     return user
@@ -159,8 +216,26 @@ async def get_listing_pages(request: Request) -> PageCache:
 ListingPagesDep = Annotated[PageCache, Depends(get_listing_pages)]
 
 
-async def get_access_token(policy: TokenPolicyDep, token: TokenDep) -> AccessToken:
-    return _access_token(policy, token)
+async def get_access_token(
+    request: Request, policy: TokenPolicyDep, sessions: SessionFactoryDep, token: TokenDep
+) -> AccessToken:
+    """What the Bearer value says, for GET /listings/: a login's access token is read
+    without the database; an API token is looked up in a unit of work of its own (the
+    route opens no session)."""
+    if token is None or not api_tokens.is_api_token(token):
+        return _access_token(policy, token)
+    async with sessions() as session:
+        user, api_token = await api_tokens.authenticate(session, token)
+        await session.commit()  # its last use
+    _check_api_token_may(request, api_token)
+    logs.bind_caller(user.id, request.path_params.get("search_id"))
+    expires_at = api_token.expires_at
+    return AccessToken(
+        user.id,
+        END_OF_TIME if expires_at is None else int(expires_at.timestamp()),
+        user.credentials_version,
+        is_api_token=True,
+    )
 
 
 AccessTokenDep = Annotated[AccessToken, Depends(get_access_token)]
@@ -190,6 +265,19 @@ async def get_served_requests(request: Request) -> ServedRequests:
 
 
 ServedRequestsDep = Annotated[ServedRequests, Depends(get_served_requests)]
+
+
+def get_account_mailer(request: Request) -> email_links.AccountMailer:
+    """Account mails (verification and reset links) go out through the email channel."""
+    channel = request.app.state.delivery_runtime.channels.get("email")
+    settings: Settings = request.app.state.settings
+    return email_links.AccountMailer(
+        channel=channel if isinstance(channel, EmailChannel) else None,
+        public_base_url=settings.public_base_url,
+    )
+
+
+AccountMailerDep = Annotated[email_links.AccountMailer, Depends(get_account_mailer)]
 
 
 def get_monitoring_runtime(request: Request) -> MonitoringRuntime:

@@ -78,11 +78,13 @@ async def list_listings(
         limit=query.limit,
         offset=query.offset,
     )
-    # The same request again is answered by app/api/listing_shortcut.py, without this route.
-    served.remember(
-        request.scope,
-        ServedRequest(owner.id, key, token.expires_at, token.credentials_version),
-    )
+    # The same request again is answered by app/api/listing_shortcut.py, without this route;
+    # never one with an API token: the shortcut would go on answering it once revoked.
+    if not token.is_api_token:
+        served.remember(
+            request.scope,
+            ServedRequest(owner.id, key, token.expires_at, token.credentials_version),
+        )
     return Response(body, media_type="application/json")
 
 

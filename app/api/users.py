@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, BackgroundTasks, Response, status
 
 from app.api.deps import (
+    AccountMailerDep,
     ClientIP,
     CurrentUser,
     DeliveryDep,
+    LoggedInUser,
     SessionDep,
     ThrottleDep,
     TokenPolicyDep,
@@ -19,6 +21,7 @@ from app.models import AlertStatus
 from app.schemas.alerts import AlertOut, TestAlertIn, TestAlertResult
 from app.schemas.auth import PasswordChangeIn, TokenPair
 from app.schemas.users import (
+    EmailVerificationSent,
     UserLimits,
     UserOut,
     UserStats,
@@ -26,7 +29,7 @@ from app.schemas.users import (
     UserUpdated,
     WebhookSecretRotated,
 )
-from app.services import accounts, alerts, users
+from app.services import accounts, alerts, email_links, users
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -65,7 +68,7 @@ async def update_me(
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=_AUTH)
-async def delete_me(session: SessionDep, user: CurrentUser) -> Response:
+async def delete_me(session: SessionDep, user: LoggedInUser) -> Response:
     """Delete the account and everything of it (searches, matches, alerts); not undoable."""
     await users.delete_account(session, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -83,7 +86,7 @@ async def delete_me(session: SessionDep, user: CurrentUser) -> Response:
 async def change_my_password(
     body: PasswordChangeIn,
     session: SessionDep,
-    user: CurrentUser,
+    user: LoggedInUser,
     policy: TokenPolicyDep,
     throttle: ThrottleDep,
     ip: ClientIP,
@@ -99,6 +102,29 @@ async def change_my_password(
         ip=ip,
     )
     return await accounts.issue_tokens(session, user, policy)
+
+
+@router.post(
+    "/me/email-verification",
+    response_model=EmailVerificationSent,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **_AUTH,
+        409: {"description": "The address is already verified"},
+        429: {"description": "A link was sent moments ago; see Retry-After"},
+        503: {"description": "This server cannot send email"},
+    },
+)
+async def send_email_verification(
+    session: SessionDep,
+    user: CurrentUser,
+    mailer: AccountMailerDep,
+    background: BackgroundTasks,
+) -> EmailVerificationSent:
+    """Mail a new verification link (valid 48 hours, usable once) to your address."""
+    mail = await email_links.verification_mail(session, mailer, user)
+    background.add_task(email_links.send_pending, mailer, mail)
+    return EmailVerificationSent(sent_to=user.email)
 
 
 @router.get("/me/stats", response_model=UserStats, responses=_AUTH)

@@ -34,6 +34,24 @@ class PasswordChangeIn(InputModel):
     new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
 
 
+class TokenIn(InputModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class PasswordResetIn(InputModel):
+    # Not EmailStr: any text gets the same answer, so nobody learns which addresses exist.
+    email: str = Field(min_length=1, max_length=320)
+
+
+class PasswordResetConfirmIn(InputModel):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class Accepted(OutputModel):
+    detail: str
+
+
 class RefreshIn(InputModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 

@@ -18,6 +18,10 @@ MAX_APPRISE_URLS = 10
 QUIET_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+class EmailVerificationSent(OutputModel):
+    sent_to: str
+
+
 class UserOut(OutputModel):
     id: uuid.UUID
     email: str
@@ -27,6 +31,8 @@ class UserOut(OutputModel):
     email_verified: bool
     timezone: str
     phone_number: str | None
+    # SMS alerts go only to a number that answered a code (POST /users/me/phone/verify).
+    phone_verified: bool
     webhook_url: str | None
     # The secret itself is shown once, when it is made (UserUpdated.webhook_secret).
     has_webhook_secret: bool = False

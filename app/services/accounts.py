@@ -12,9 +12,10 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts import outbox
 from app.db import utcnow
 from app.errors import AuthenticationFailed, Conflict, InvalidInput
-from app.models import RefreshToken, User
+from app.models import ApiToken, RefreshToken, User
 from app.schemas.auth import TokenPair
 from app.security import passwords
 from app.security.throttle import AuthThrottle
@@ -100,15 +101,33 @@ async def sign_in(
         user = await authenticate(session, email=account, password=password)
     except AuthenticationFailed:
         if await throttle.record_failure(account, ip):
-            # Only the account's id: the address typed may belong to nobody.
-            known = await _user_by_email(session, account)
-            logger.warning(
-                "failed logins passed the account's ceiling",
-                extra={"user_id": str(known.id) if known else None},
-            )
+            await _tell_owner_of_attack(session, account)
         raise
     await throttle.record_success(account, ip)
     return user
+
+
+async def _tell_owner_of_attack(session: AsyncSession, account: str) -> None:
+    """The account just passed its ceiling of failed logins: tell its owner (by email and
+    in the app), once a day. Commits, since the failed login's rollback must not undo it."""
+    user = await _user_by_email(session, account)
+    if user is None:
+        return
+    now = utcnow()
+    logger.warning("failed logins passed the account's ceiling", extra={"user_id": str(user.id)})
+    await outbox.enqueue_notice(
+        session,
+        user_id=user.id,
+        key=f"login_attack:{user.id}:{now:%Y-%m-%d}",
+        subject="Someone is trying to log in to your account",
+        text=(
+            "Many wrong passwords were tried on your Marketplace Monitor account today, from "
+            "addresses that are now held back. You can still log in as usual. If you reuse "
+            "this password anywhere, change it (Settings, Password and sessions)."
+        ),
+        now=now,
+    )
+    await session.commit()
 
 
 async def issue_tokens(
@@ -256,15 +275,17 @@ async def close_session(session: AsyncSession, session_id: str) -> None:
 
 
 async def end_every_session(session: AsyncSession, user: User) -> None:
-    """Log the user out everywhere: revoke every refresh token and dashboard session, and
-    raise the credentials version, so that every access token issued before is refused
-    too (the listings shortcut included). Flushes."""
+    """Log the user out everywhere: revoke every refresh token and dashboard session, delete
+    every personal API token (one made by whoever had the password must not outlive its
+    change), and raise the credentials version, so that every access token issued before
+    is refused too (the listings shortcut included). Flushes."""
     user.credentials_version += 1
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    await session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     await session.flush()
 
 

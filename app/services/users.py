@@ -34,8 +34,9 @@ async def update_profile(
     """Apply the fields sent in `update` to the user.
 
     Returns the new webhook signing secret when the webhook URL was set or changed (the
-    only time it is shown), else None. Raises UnsafeURL for a webhook URL that is not
-    public and InvalidInput for half-set quiet hours; on error nothing changes. Flushes.
+    only time it is shown), else None. A new or cleared phone number is unverified again.
+    Raises UnsafeURL for a webhook URL that is not public and InvalidInput for half-set
+    quiet hours; on error nothing changes. Flushes.
     """
     changes = update.changes()
     new_secret: str | None = None
@@ -59,6 +60,10 @@ async def update_profile(
         # Saving a URL (again) is how a disabled webhook is turned back on.
         user.webhook_disabled_at = None
         user.webhook_failing_since = None
+    if "phone_number" in changes and changes["phone_number"] != user.phone_number:
+        # A code proved the old number only: nothing goes by SMS to the new one until a code
+        # sent to it comes back.
+        user.phone_verified = False
     for field, value in changes.items():
         setattr(user, field, value)
     await session.flush()

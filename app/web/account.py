@@ -3,15 +3,22 @@ budget and the same per-account failure count."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.api.deps import ClientIP, SessionDep, SettingsDep, ThrottleDep, TokenPolicyDep
+from app.api.deps import (
+    AccountMailerDep,
+    ClientIP,
+    SessionDep,
+    SettingsDep,
+    ThrottleDep,
+    TokenPolicyDep,
+)
 from app.errors import AuthenticationFailed, Conflict, TooManyRequests
 from app.models import User
 from app.schemas.auth import LoginIn, RegisterIn
-from app.services import accounts
+from app.services import accounts, email_links
 from app.web import forms
 from app.web.render import page_url, redirect, render, safe_next
 from app.web.session import SESSION_COOKIE, CheckedForm, Visitor, WebUser, delete_cookie, set_cookie
@@ -40,6 +47,8 @@ async def signup(
     throttle: ThrottleDep,
     settings: SettingsDep,
     ip: ClientIP,
+    mailer: AccountMailerDep,
+    background: BackgroundTasks,
 ) -> Response:
     values = {"email": forms.text(form, "email"), "full_name": forms.text(form, "full_name")}
     try:
@@ -62,6 +71,9 @@ async def signup(
         status = 409 if isinstance(exc, Conflict) else 429
         errors = {forms.FORM_ERROR: exc.detail}
         return render(request, "signup.html", status_code=status, values=values, errors=errors)
+    mail = await email_links.first_verification_mail(session, mailer, user)
+    if mail is not None:
+        background.add_task(email_links.send_pending, mailer, mail)
     response = redirect(
         request,
         page_url(request, "new_search"),

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import DomainError, NotFound
-from app.web import account, alerts, billing, matches, searches, settings
+from app.web import account, alerts, api_tokens, billing, email_links, matches, searches, settings
 from app.web.render import SECURITY_HEADERS, WEB_ROOT, back_url, page_url, redirect, render
 from app.web.session import CsrfRejected, LoginRequired
 
@@ -41,7 +41,7 @@ def create_dashboard(parent: FastAPI, http_status: dict[type[DomainError], int])
     same statuses the API answers with."""
     web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     web.state = parent.state
-    for module in (account, searches, matches, alerts, settings, billing):
+    for module in (account, searches, matches, alerts, settings, api_tokens, billing, email_links):
         web.include_router(module.router)
     web.mount("/static", StaticFiles(directory=WEB_ROOT / "static"), name="static")
 

@@ -14,10 +14,12 @@ from urllib.parse import urlencode, urlsplit
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import inspect as sa_inspect
 from starlette.templating import Jinja2Templates
 
 from app.config import Settings
 from app.db import utcnow
+from app.models import User
 from app.web import session as web_session
 
 WEB_ROOT = Path(__file__).resolve().parent
@@ -44,6 +46,23 @@ templates = Jinja2Templates(
 )
 
 
+def _unverified_email(user: User | None) -> str | None:
+    """The address to ask the user to confirm, or None. Read from what is loaded only: an
+    error page renders after the request's rollback has expired the user's attributes."""
+    if user is None:
+        return None
+    loaded = sa_inspect(user).dict
+    if loaded.get("email_verified", True):
+        return None
+    email: str | None = loaded.get("email")
+    return email
+
+
+def _email_can_send(request: Request) -> bool:
+    channel = request.app.state.delivery_runtime.channels.get("email")
+    return channel is not None and channel.is_configured()
+
+
 def render(
     request: Request, page: str, /, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -64,6 +83,8 @@ def render(
             "url": lambda name, **params: page_url(request, name, **params),
             "static": lambda path: page_url(request, "static", path=path),
             "when": lambda moment: local_time(moment, user.timezone if user else "UTC"),
+            "email_can_send": _email_can_send(request),
+            "unverified_email": _unverified_email(user),
             **context,
         },
         status_code=status_code,

@@ -19,12 +19,13 @@ from app.api.deps import (
     TokenPolicyDep,
     URLPolicyDep,
 )
-from app.errors import InvalidInput
+from app.errors import Conflict, InvalidInput, ServiceUnavailable, TooManyRequests
 from app.models import AlertChannel, AlertStatus, User
 from app.schemas.alerts import TestAlertIn
 from app.schemas.auth import PasswordChangeIn
+from app.schemas.phone_verification import PhoneCodeIn
 from app.schemas.users import UserUpdate
-from app.services import accounts, alerts, users
+from app.services import accounts, alerts, phone_verification, users
 from app.web import forms
 from app.web.account import start_session
 from app.web.render import page_url, redirect, render
@@ -146,11 +147,61 @@ async def change_password(
     response = redirect(
         request,
         page_url(request, "settings"),
-        notice="Password changed. Every other device and app is signed out.",
+        notice=(
+            "Password changed. Every other device is signed out and your API tokens are revoked."
+        ),
     )
     # Every session ended, this browser's too: it gets a new one.
     await start_session(request, response, session, policy, settings, user)
     return response
+
+
+@router.post("/settings/phone/send-code", name="send_phone_code")
+async def send_phone_code(
+    request: Request,
+    _form: CheckedForm,
+    session: SessionDep,
+    user: WebUser,
+    delivery: DeliveryDep,
+) -> Response:
+    back = page_url(request, "settings")
+    try:
+        sent = await phone_verification.send_code(session, delivery, user)
+    except InvalidInput as exc:
+        errors = {exc.field or forms.FORM_ERROR: exc.detail}
+        return _page(
+            request, user, values=forms.settings_values(user), errors=errors, status_code=422
+        )
+    except (Conflict, TooManyRequests, ServiceUnavailable) as exc:
+        return redirect(request, back, notice=exc.detail, level="error")
+    minutes = sent.expires_in_s // 60
+    return redirect(
+        request,
+        back,
+        notice=f"A code is on its way to {sent.sent_to}. Enter it below within {minutes} minutes.",
+    )
+
+
+@router.post("/settings/phone/verify", name="verify_phone")
+async def verify_phone(
+    request: Request, form: CheckedForm, session: SessionDep, user: WebUser
+) -> Response:
+    values = forms.settings_values(user)
+    try:
+        body = PhoneCodeIn.model_validate({"code": forms.text(form, "code")})
+        await phone_verification.confirm_code(session, user, body.code)
+    except ValidationError as exc:
+        return _page(request, user, values=values, errors=forms.field_errors(exc), status_code=422)
+    except InvalidInput as exc:
+        errors = {exc.field or forms.FORM_ERROR: exc.detail}
+        return _page(request, user, values=values, errors=errors, status_code=422)
+    except Conflict as exc:
+        return redirect(request, page_url(request, "settings"), notice=exc.detail)
+    return redirect(
+        request,
+        page_url(request, "settings"),
+        notice="Your phone number is verified: SMS alerts can go to it.",
+    )
 
 
 @router.post("/settings/test-alert", name="test_alert")
@@ -198,5 +249,6 @@ def _page(
         new_secret=new_secret,
         previous_secret_until=previous_secret_until,
         channels=list(AlertChannel),
+        can_send_phone_codes=phone_verification.can_send_codes(request.app.state.delivery_runtime),
         timezones=COMMON_TIMEZONES,
     )

@@ -95,12 +95,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@pytest.fixture
-def sendgrid() -> Iterator[SendGridFake]:
-    with SendGridFake() as fake:
-        yield fake
-
-
 def sendgrid_channel(
     client: httpx.AsyncClient, fake: SendGridFake, **overrides: Any
 ) -> EmailChannel:

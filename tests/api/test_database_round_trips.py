@@ -198,7 +198,8 @@ async def test_a_cached_page_from_the_route_costs_one_round_trip_and_one_stateme
     assert app.state.listing_pages.hits == 1
     assert len(statements) == 1
     assert " ".join(statements[0].split()) == (
-        "SELECT users.feed_version FROM users WHERE users.id = $1::UUID AND users.is_active"
+        "SELECT users.feed_version FROM users WHERE users.id = $1::UUID AND users.is_active "
+        "AND users.credentials_version = $2::INTEGER"
     )
     assert wire.round_trips == 1
 

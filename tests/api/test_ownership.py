@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Listing, Search, SearchMatch, User
+from app.services import api_tokens
 from tests.factories import make_listing, make_match, make_search
 
 ID_PARAM = re.compile(r"\{(\w+_id)\}")
@@ -52,7 +53,11 @@ async def _owner_objects(session: AsyncSession, owner: User) -> dict[str, str]:
     search = await make_search(session, owner=owner)
     listing = await make_listing(session)
     await make_match(session, search=search, listing=listing)
-    return {"search_id": str(search.id), "listing_id": str(listing.id)}
+    token, _ = await api_tokens.create(
+        session, owner, name="Script", scopes=["read"], expires_at=None
+    )
+    await session.commit()
+    return {"search_id": str(search.id), "listing_id": str(listing.id), "token_id": str(token.id)}
 
 
 async def _snapshot(session: AsyncSession) -> list[tuple[Any, ...]]:

@@ -4,6 +4,8 @@ refused."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -135,3 +137,55 @@ async def test_logging_out_everywhere_revokes_every_session_of_the_user_only(
     assert list(live) == []
     # The password still works: a new login is a new start.
     assert (await log_in(client, user.email, DEFAULT_PASSWORD)).status_code == 200
+
+
+async def _api_token(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
+    created = await client.post(
+        "/api/v1/users/me/tokens",
+        json={"name": "Script", "scopes": ["read", "write"]},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['token']}"}
+
+
+@pytest.mark.parametrize("ending", ["password change", "log out everywhere"])
+async def test_ending_every_session_revokes_api_tokens_too(
+    client: httpx.AsyncClient, user: User, ending: str
+) -> None:
+    headers, _ = await pair_of(client, user)
+    script = await _api_token(client, headers)
+    assert (await client.get("/api/v1/users/me", headers=script)).status_code == 200
+
+    if ending == "password change":
+        body = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+        assert (await client.post(PASSWORD, json=body, headers=headers)).status_code == 200
+    else:
+        assert (await client.post("/api/v1/auth/logout-all", headers=headers)).status_code == 204
+
+    assert (await client.get("/api/v1/users/me", headers=script)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", PASSWORD),
+        ("POST", "/api/v1/auth/logout-all"),
+        ("DELETE", "/api/v1/users/me"),
+        ("PUT", f"/api/v1/admin/users/{uuid.uuid4()}/plan"),
+    ],
+)
+async def test_an_api_token_cannot_do_what_needs_a_login(
+    client: httpx.AsyncClient, session: AsyncSession, user: User, method: str, path: str
+) -> None:
+    user.is_admin = True
+    await session.commit()
+    headers, _ = await pair_of(client, user)
+    script = await _api_token(client, headers)
+    body = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD, "plan": "pro"}
+
+    refused = await client.request(method, path, json=body, headers=script)
+
+    assert refused.status_code == 403, refused.text
+    assert "needs a login" in refused.json()["detail"]
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200

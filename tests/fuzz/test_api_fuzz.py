@@ -55,7 +55,12 @@ RULES_THE_SCHEMA_CANNOT_STATE = {
     "PUT /api/v1/users/me": ("422", "real phone numbers, IANA time zones, public URLs"),
     "PATCH /api/v1/users/me": ("422", "real phone numbers, IANA time zones, public URLs"),
     "POST /api/v1/users/me/test-alert": ("422", "the channel must be set up first"),
+    "POST /api/v1/users/me/password": ("422", "the current password must be the right one"),
+    "POST /api/v1/auth/verify-email": ("422", "the token must be one that was mailed"),
+    "POST /api/v1/auth/password-reset/confirm": ("422", "the token must be one that was mailed"),
     "POST /api/v1/users/me/webhook-secret": ("422", "a webhook URL must be set first"),
+    "POST /api/v1/users/me/phone/verification": ("422", "a phone number must be set first"),
+    "POST /api/v1/users/me/phone/verify": ("422", "the code must be the one texted"),
     "POST /api/v1/searches/": ("422", _SEARCH_RULES),
     "PUT /api/v1/searches/{search_id}": ("422", _SEARCH_RULES),
     "PATCH /api/v1/searches/{search_id}": ("422", _SEARCH_RULES),
@@ -73,46 +78,51 @@ PASSWORD_HASHING = (
     "POST /api/v1/auth/register",
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/token",
+    "POST /api/v1/users/me/password",
 )
 
 CURRENT_APP = CurrentApp()
 # The document and the owner's token need no database: this app is never started.
 _DOCUMENT_APP = create_app(make_settings("sqlite+aiosqlite://"))
 OWNER_HEADERS = bearer_headers(_DOCUMENT_APP, OWNER_ID)
-schema = schemathesis.openapi.from_dict(
-    _DOCUMENT_APP.openapi(),
-    config=schemathesis.Config.from_dict(
-        {
-            "seed": FUZZ_SEED,
-            # No state carried between runs: the same seed gives the same run everywhere.
-            "cache": {"enabled": False},
-            "generation": {"max-examples": MAX_EXAMPLES},
-            # Generation time depends on how busy the machine is, not on the API.
-            "suppress-health-check": ["too_slow"],
-            "operations": [
-                {
-                    "include-name": name,
-                    "checks": {
-                        "positive_data_acceptance": {
-                            "expected-statuses": [*ACCEPTED_STATUSES, status]
-                        }
-                    },
-                }
-                for name, (status, _rule) in RULES_THE_SCHEMA_CANNOT_STATE.items()
-            ]
-            + [
-                {
-                    "include-name": name,
-                    "generation": {"max-examples": 5},
-                    "phases": {"stateful": {"enabled": False}},
-                }
-                for name in PASSWORD_HASHING
-            ],
-        }
-    ),
-    # Deleting the account would sign the fuzzer out for the rest of the run; the
-    # deletion is tested in tests/api/test_users.py.
-).exclude(method="DELETE", path=f"{API_PREFIX}/users/me")
+schema = (
+    schemathesis.openapi.from_dict(
+        _DOCUMENT_APP.openapi(),
+        config=schemathesis.Config.from_dict(
+            {
+                "seed": FUZZ_SEED,
+                # No state carried between runs: the same seed gives the same run everywhere.
+                "cache": {"enabled": False},
+                "generation": {"max-examples": MAX_EXAMPLES},
+                # Generation time depends on how busy the machine is, not on the API.
+                "suppress-health-check": ["too_slow"],
+                "operations": [
+                    {
+                        "include-name": name,
+                        "checks": {
+                            "positive_data_acceptance": {
+                                "expected-statuses": [*ACCEPTED_STATUSES, status]
+                            }
+                        },
+                    }
+                    for name, (status, _rule) in RULES_THE_SCHEMA_CANNOT_STATE.items()
+                ]
+                + [
+                    {
+                        "include-name": name,
+                        "generation": {"max-examples": 5},
+                        "phases": {"stateful": {"enabled": False}},
+                    }
+                    for name in PASSWORD_HASHING
+                ],
+            }
+        ),
+        # Deleting the account or logging out everywhere would sign the fuzzer out for the rest
+        # of the run; both are tested in tests/api/.
+    )
+    .exclude(method="DELETE", path=f"{API_PREFIX}/users/me")
+    .exclude(method="POST", path=f"{API_PREFIX}/auth/logout-all")
+)
 schema.app = CURRENT_APP
 
 

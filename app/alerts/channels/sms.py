@@ -98,11 +98,19 @@ class SmsChannel:
         phone = recipient.phone_number
         if not phone:
             return DeliveryResult.permanent("no phone number set")
+        return await self.send_text(phone, sms_text(message))
+
+    async def send_text(self, phone: str, text: str) -> DeliveryResult:
+        """Ask Twilio to send `text`, as it is, to `phone` (E.164) once: for texts that are
+        not alerts, such as a verification code. Never raises for provider or network
+        failures; the same results as `send`."""
+        if not self.is_configured():
+            return DeliveryResult.permanent("SMS is not configured on this server")
         if not E164.match(phone):
             return DeliveryResult.permanent("the phone number is not in +<country><number> form")
         account = quote(self.account_sid, safe="")
         url = f"{self.base_url}/2010-04-01/Accounts/{account}/Messages.json"
-        form = {"To": phone, "From": self.from_number, "Body": sms_text(message)}
+        form = {"To": phone, "From": self.from_number, "Body": text}
         try:
             response = await self.client.post(
                 url,
