@@ -269,7 +269,9 @@ ServedRequestsDep = Annotated[ServedRequests, Depends(get_served_requests)]
 
 def get_account_mailer(request: Request) -> email_links.AccountMailer:
     """Account mails (verification and reset links) go out through the email channel."""
-    channel = request.app.state.delivery_runtime.channels.get("email")
+    # No runtime before the app's lifespan has run: nothing can be sent yet.
+    runtime: DeliveryRuntime | None = getattr(request.app.state, "delivery_runtime", None)
+    channel = runtime.channels.get("email") if runtime is not None else None
     settings: Settings = request.app.state.settings
     return email_links.AccountMailer(
         channel=channel if isinstance(channel, EmailChannel) else None,

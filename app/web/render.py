@@ -59,7 +59,8 @@ def _unverified_email(user: User | None) -> str | None:
 
 
 def _email_can_send(request: Request) -> bool:
-    channel = request.app.state.delivery_runtime.channels.get("email")
+    runtime = getattr(request.app.state, "delivery_runtime", None)
+    channel = runtime.channels.get("email") if runtime is not None else None
     return channel is not None and channel.is_configured()
 
 
