@@ -48,6 +48,9 @@ class User(Base):
     webhook_failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when the endpoint answered 410 or failed for days; cleared by saving a URL again.
     webhook_disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook_disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    # The newest alert the owner has seen in the alert log: later ones count as unread.
+    alerts_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     apprise_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
     quiet_hours_start: Mapped[time | None] = mapped_column(Time)
     quiet_hours_end: Mapped[time | None] = mapped_column(Time)
