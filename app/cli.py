@@ -29,7 +29,7 @@ from app import db, logs
 from app.config import DEFAULT_SECRET_KEY, ConfigurationError, Settings
 from app.models import Plan, Search, SearchTemplate, User
 from app.schemas.auth import RegisterIn
-from app.services import accounts, billing
+from app.services import accounts, billing, plans
 from app.services import templates as template_service
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -81,8 +81,7 @@ def run(
 
     settings = _load_settings()
     _upgrade(settings.database_url)
-    docs = f"  (docs: http://{host}:{port}/api/v1/docs)" if settings.api_docs_enabled else ""
-    typer.echo(f"API on http://{host}:{port}{docs}")
+    typer.echo(_banner(host, port, docs=settings.api_docs_enabled))
     uvicorn.run(
         "app.main:app",
         host=host,
@@ -152,7 +151,11 @@ def create_admin(
             except ValidationError as exc:
                 raise _Refused(_validation_message(exc)) from exc
             user = await accounts.register(
-                session, email=body.email, password=body.password, full_name=None
+                session,
+                email=body.email,
+                password=body.password,
+                full_name=None,
+                plan=plans.signup_plan(settings),
             )
         user.is_admin = True
         await session.flush()
@@ -463,6 +466,15 @@ def _load_settings() -> Settings:
 def _fail(message: str) -> NoReturn:
     typer.echo(message, err=True)
     raise typer.Exit(code=1)
+
+
+def _banner(host: str, port: int, *, docs: bool) -> str:
+    """Where to point a browser: the dashboard first, then the API's docs (or the API)."""
+    # A wildcard address is where the server listens, not one a browser can open.
+    shown = "localhost" if host in {"0.0.0.0", "::", ""} else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    api = f"API docs:  {base}/api/v1/docs" if docs else f"API:       {base}/api/v1/"
+    return f"Dashboard: {base}/app/\n{api}"
 
 
 def alembic_config(database_url: str) -> Config:

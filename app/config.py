@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     billing_success_url: str = "http://localhost:8000/billing/success"
     billing_cancel_url: str = "http://localhost:8000/billing/cancel"
     billing_portal_return_url: str = "http://localhost:8000/billing"
+    # The plan of new accounts. auto: BUSINESS while Stripe is not configured (a self-hosted
+    # server holds nobody to the free tier's limits), FREE once it is (people upgrade).
+    default_plan: Literal["auto", "free", "starter", "pro", "business"] = "auto"
 
     # --- data ---
     load_templates_on_startup: bool = True
@@ -192,8 +195,13 @@ class Settings(BaseSettings):
     # task was lost with the broker, or its worker died). Keep it above the task time limit.
     check_lease_s: float = Field(default=180.0, ge=5, le=3600)
     demo_marketplace_enabled: bool = True
-    demo_listing_interval_s: float = Field(default=45.0, gt=0)
+    # Seconds between two new demo listings of a query: short, so newcomers see alerts soon
+    # (at most half of FIRST_FOLLOW_UP_S: a new search's second check then alerts).
+    demo_listing_interval_s: float = Field(default=15.0, gt=0)
     fetch_cache_ttl_s: float = Field(default=10.0, ge=0, le=3600)
+    # Seconds from a search's first check to its second, whatever its frequency: a new
+    # search shows it works, and alerts what was listed meanwhile, within a minute.
+    first_follow_up_s: float = Field(default=30.0, ge=1, le=86_400)
     check_concurrency: int = Field(default=20, ge=1, le=200)
     # Groups (upstream queries) in one Celery check task, checked concurrently by its worker.
     check_groups_per_task: int = Field(default=20, ge=1, le=200)

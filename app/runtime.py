@@ -64,6 +64,7 @@ def build_monitoring_runtime(
         cache_ttl_s=settings.fetch_cache_ttl_s,
         http_client=client,
         claim_lease=timedelta(seconds=settings.check_lease_s),
+        first_follow_up=timedelta(seconds=settings.first_follow_up_s),
         store_slots=asyncio.Semaphore(settings.database_pool_size),
     )
 

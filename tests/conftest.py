@@ -103,6 +103,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "facebook_base_url": UNREACHABLE_URL,
         # No browser: facebook is unavailable unless a test gives it one.
         "facebook_browser_path": "/nonexistent/chromium",
+        # The suite's plan rules are written from the free plan up; DEFAULT_PLAN=auto has
+        # tests of its own.
+        "default_plan": "free",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

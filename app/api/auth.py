@@ -12,6 +12,7 @@ from app.api.deps import (
     ClientIP,
     LoggedInUser,
     SessionDep,
+    SettingsDep,
     ThrottleDep,
     TokenPolicyDep,
 )
@@ -26,7 +27,7 @@ from app.schemas.auth import (
     TokenPair,
 )
 from app.schemas.users import UserOut
-from app.services import accounts, email_links
+from app.services import accounts, email_links, plans
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -51,12 +52,17 @@ async def register(
     ip: ClientIP,
     mailer: AccountMailerDep,
     background: BackgroundTasks,
+    settings: SettingsDep,
 ) -> UserOut:
     """Create an account. Its email address is unverified until the link mailed to it is
     followed; until then no alert is sent to it by email."""
     await throttle.hit_ip(ip, "register")
     user = await accounts.register(
-        session, email=body.email, password=body.password, full_name=body.full_name
+        session,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        plan=plans.signup_plan(settings),
     )
     mail = await email_links.first_verification_mail(session, mailer, user)
     if mail is not None:

@@ -24,7 +24,7 @@ from app.monitoring.fetch import MonitoringRuntime
 from app.security import ssrf, tokens
 from app.security.throttle import AuthThrottle
 from app.security.tokens import InvalidToken, TokenPolicy
-from app.services import api_tokens, email_links, listing_pages
+from app.services import api_tokens, availability, email_links, listing_pages
 from app.services.listing_pages import PageCache, PageOwner
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -296,3 +296,15 @@ def get_delivery_runtime(request: Request) -> DeliveryRuntime:
 
 
 DeliveryDep = Annotated[DeliveryRuntime, Depends(get_delivery_runtime)]
+
+
+def get_server_setup(request: Request) -> availability.ServerSetup:
+    """The marketplaces and channels this server can use, for forms and search states."""
+    delivery: DeliveryRuntime | None = getattr(request.app.state, "delivery_runtime", None)
+    return availability.ServerSetup(
+        adapters=request.app.state.monitoring_runtime.adapters,
+        channels=delivery.channels if delivery is not None else None,
+    )
+
+
+ServerSetupDep = Annotated[availability.ServerSetup, Depends(get_server_setup)]

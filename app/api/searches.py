@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CurrentUser, MonitoringDep, SessionDep, URLPolicyDep
+from app.api.deps import CurrentUser, MonitoringDep, ServerSetupDep, SessionDep, URLPolicyDep
 from app.schemas.common import Page, PageParams
 from app.schemas.listings import ListingFilters, ListingPage, ListingQuery
 from app.schemas.searches import CheckResult, SearchCreate, SearchOut, SearchUpdate
@@ -40,11 +40,12 @@ async def create_search(
     user: CurrentUser,
     url_policy: URLPolicyDep,
     monitoring: MonitoringDep,
+    setup: ServerSetupDep,
 ) -> SearchOut:
     """Save a search; it is active and checked at once."""
     marketplaces.check_can_search(body.marketplaces, monitoring)
     search = await searches.create(session, body, owner=user, url_policy=url_policy)
-    return SearchOut.model_validate(search)
+    return SearchOut.on_server(search, setup)
 
 
 @router.get("/", response_model=Page[SearchOut], responses={**_AUTH, **_INVALID})
@@ -52,6 +53,7 @@ async def list_searches(
     session: SessionDep,
     user: CurrentUser,
     page: Annotated[PageParams, Query()],
+    setup: ServerSetupDep,
     is_active: bool | None = None,
 ) -> Page[SearchOut]:
     """Your searches, newest first."""
@@ -59,7 +61,7 @@ async def list_searches(
         session, owner_id=user.id, is_active=is_active, limit=page.limit, offset=page.offset
     )
     return Page[SearchOut](
-        items=[SearchOut.model_validate(row) for row in rows],
+        items=[SearchOut.on_server(row, setup) for row in rows],
         total=total,
         limit=page.limit,
         offset=page.offset,
@@ -67,9 +69,11 @@ async def list_searches(
 
 
 @router.get("/{search_id}", response_model=SearchOut, responses={**_AUTH, **_NOT_FOUND})
-async def get_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+async def get_search(
+    search_id: uuid.UUID, session: SessionDep, user: CurrentUser, setup: ServerSetupDep
+) -> SearchOut:
     search = await searches.get(session, search_id, owner_id=user.id)
-    return SearchOut.model_validate(search)
+    return SearchOut.on_server(search, setup)
 
 
 @router.put(
@@ -84,11 +88,12 @@ async def replace_search(
     user: CurrentUser,
     url_policy: URLPolicyDep,
     monitoring: MonitoringDep,
+    setup: ServerSetupDep,
 ) -> SearchOut:
     """Replace every setting; new criteria or marketplaces restart the search afresh."""
     marketplaces.check_can_search(body.marketplaces, monitoring)
     search = await searches.replace(session, search_id, body, owner=user, url_policy=url_policy)
-    return SearchOut.model_validate(search)
+    return SearchOut.on_server(search, setup)
 
 
 @router.patch(
@@ -103,11 +108,12 @@ async def update_search(
     user: CurrentUser,
     url_policy: URLPolicyDep,
     monitoring: MonitoringDep,
+    setup: ServerSetupDep,
 ) -> SearchOut:
     """Change some settings; `criteria` is replaced as a whole."""
     marketplaces.check_can_search(body.marketplaces or (), monitoring)
     search = await searches.update(session, search_id, body, owner=user, url_policy=url_policy)
-    return SearchOut.model_validate(search)
+    return SearchOut.on_server(search, setup)
 
 
 @router.delete(
@@ -120,17 +126,21 @@ async def delete_search(search_id: uuid.UUID, session: SessionDep, user: Current
 
 
 @router.post("/{search_id}/pause", response_model=SearchOut, responses={**_AUTH, **_NOT_FOUND})
-async def pause_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+async def pause_search(
+    search_id: uuid.UUID, session: SessionDep, user: CurrentUser, setup: ServerSetupDep
+) -> SearchOut:
     search = await searches.pause(session, search_id, owner_id=user.id)
-    return SearchOut.model_validate(search)
+    return SearchOut.on_server(search, setup)
 
 
 @router.post(
     "/{search_id}/resume", response_model=SearchOut, responses={**_AUTH, **_PLAN, **_NOT_FOUND}
 )
-async def resume_search(search_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> SearchOut:
+async def resume_search(
+    search_id: uuid.UUID, session: SessionDep, user: CurrentUser, setup: ServerSetupDep
+) -> SearchOut:
     search = await searches.resume(session, search_id, owner=user)
-    return SearchOut.model_validate(search)
+    return SearchOut.on_server(search, setup)
 
 
 @router.post(
@@ -144,11 +154,15 @@ async def resume_search(search_id: uuid.UUID, session: SessionDep, user: Current
     },
 )
 async def check_search(
-    search_id: uuid.UUID, session: SessionDep, user: CurrentUser, runtime: MonitoringDep
+    search_id: uuid.UUID,
+    session: SessionDep,
+    user: CurrentUser,
+    runtime: MonitoringDep,
+    setup: ServerSetupDep,
 ) -> CheckResult:
     """Check the search now (within the plan's daily allowance) and report what was found."""
     search, report = await searches.check_now(session, runtime, search_id, owner=user)
-    return CheckResult.from_report(SearchOut.model_validate(search), report)
+    return CheckResult.from_report(SearchOut.on_server(search, setup), report)
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
 
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, ServerSetupDep, SessionDep
 from app.schemas.common import NulFreeStr, Page, PageParams
 from app.schemas.searches import SearchOut
 from app.schemas.templates import TemplateOut, TemplateUse
@@ -62,8 +62,11 @@ async def use_template(
     template_id: uuid.UUID,
     session: SessionDep,
     user: CurrentUser,
+    setup: ServerSetupDep,
     body: Annotated[TemplateUse | None, Body()] = None,
 ) -> SearchOut:
-    """Save a new search from the template; the body's fields override the template's."""
-    search = await templates.use(session, template_id, body, owner=user)
-    return SearchOut.model_validate(search)
+    """Save a new search from the template; the body's fields override the template's.
+    Without `marketplaces`, it starts on the template's marketplaces this server can check
+    (the demo marketplace when it can check none of them)."""
+    search = await templates.use(session, template_id, body, owner=user, setup=setup)
+    return SearchOut.on_server(search, setup)

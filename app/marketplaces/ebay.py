@@ -90,6 +90,8 @@ def base_urls(
 
 class EbayAdapter:
     name = "ebay"
+    # The settings an operator sets before its searches can be checked.
+    setup_hint: ClassVar[str] = "EBAY_APP_ID and EBAY_CERT_ID (a free eBay developer keyset)"
     # eBay's default quota is 5,000 Browse calls a day per application; this only caps
     # bursts, the daily budget depends on how many distinct queries are checked how often.
     capabilities = Capabilities(

@@ -133,6 +133,9 @@ def playwright_installed() -> bool:
 
 class FacebookAdapter(scraping.SiteAdapter):
     name = "facebook"
+    setup_hint: ClassVar[str] = (
+        "the facebook extra (pip install '.[facebook]') and Chromium, or FACEBOOK_BROWSER_PATH"
+    )
     options_model: ClassVar[type[MarketplaceOptions] | None] = FacebookOptions
     # Without Playwright and a browser it can never check anything: searches are refused.
     needs_local_software: ClassVar[bool] = True

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import metrics
 from app.db import utcnow
 from app.marketplaces.base import Capabilities
 from app.monitoring import scheduler
-from app.monitoring.fetch import GroupOutcome, MonitoringRuntime, check_group, record_failure
+from app.monitoring.fetch import GroupOutcome, MonitoringRuntime, check_group
+from app.services import availability
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ async def run_cycle(
     """Check every due search once; groups run concurrently, at most `concurrency` at a time."""
     now = now or utcnow()
     async with runtime.session_factory() as session:
+        await _review_setup_waits(runtime, session, now)
         due = await scheduler.claim_due_searches(session, now=now, lease=runtime.claim_lease)
     return await _check(runtime, due, concurrency)
 
@@ -66,10 +68,10 @@ async def claim_and_group(
 ) -> list[scheduler.CheckGroup]:
     """The scheduler's half of a distributed cycle: claim due searches, record those on
     unavailable marketplaces, and return the groups for workers to check."""
+    now = now or utcnow()
     async with runtime.session_factory() as session:
-        due = await scheduler.claim_due_searches(
-            session, now=now or utcnow(), lease=runtime.claim_lease
-        )
+        await _review_setup_waits(runtime, session, now)
+        due = await scheduler.claim_due_searches(session, now=now, lease=runtime.claim_lease)
     groups, _unavailable = await _group(runtime, due)
     return groups
 
@@ -136,14 +138,28 @@ async def check_groups(
         raise
 
 
+async def _review_setup_waits(
+    runtime: MonitoringRuntime, session: AsyncSession, now: datetime
+) -> None:
+    """Once per runtime: searches that waited for a marketplace this server can now check
+    are due at once (settings only change with a restart, so once is enough)."""
+    if runtime.setup_waits_reviewed:
+        return
+    usable = availability.usable_marketplaces(runtime.adapters)
+    ready = await scheduler.resume_set_up(session, usable, now=now)
+    await session.commit()
+    runtime.setup_waits_reviewed = True
+    if ready:
+        logger.info("%d searches waiting for setup can be checked now", len(ready))
+
+
 async def _group(
     runtime: MonitoringRuntime, due: Sequence[scheduler.DueSearch]
 ) -> tuple[list[scheduler.CheckGroup], list[GroupOutcome]]:
-    """The groups to check, and the failures already recorded for searches on marketplaces
-    this server cannot check."""
+    """The groups to check, and what is reported for marketplaces this server cannot check."""
     capabilities = _usable_capabilities(runtime)
     unavailable = await _record_unavailable(
-        runtime, scheduler.unavailable_marketplaces(due, capabilities)
+        runtime, due, scheduler.unavailable_marketplaces(due, capabilities)
     )
     return scheduler.group_by_query(due, capabilities), unavailable
 
@@ -158,19 +174,32 @@ def _usable_capabilities(runtime: MonitoringRuntime) -> dict[str, Capabilities]:
 
 
 async def _record_unavailable(
-    runtime: MonitoringRuntime, missing: dict[str, list[uuid.UUID]]
+    runtime: MonitoringRuntime,
+    due: Sequence[scheduler.DueSearch],
+    missing: dict[str, list[uuid.UUID]],
 ) -> list[GroupOutcome]:
-    """Searches on marketplaces this server cannot check get an error, not silence."""
-    errors = {
-        name: f"{name}: not configured on this server"
-        if name in runtime.adapters
-        else f"{name}: not available on this server"
-        for name in missing
-    }
-    if errors:
+    """Marketplaces this server cannot check are not failures of the search: the owner
+    could not fix them. A search with no marketplace left to check waits for the operator
+    (out of the schedule, no failure notices); the others are checked on the rest."""
+    if not missing:
+        return []
+    unusable = {search_id for ids in missing.values() for search_id in ids}
+    capabilities = _usable_capabilities(runtime)
+    waiting = [
+        search.id
+        for search in due
+        if search.id in unusable and not any(m in capabilities for m in search.marketplaces)
+    ]
+    if waiting:
         async with runtime.session_factory() as session:
-            for name, error in errors.items():
-                await record_failure(session, missing[name], error, utcnow())
-                metrics.record_checks(name, len(missing[name]), ok=False)
+            await scheduler.wait_for_setup(session, waiting, now=utcnow())
             await session.commit()
-    return [GroupOutcome(marketplace=name, error=error) for name, error in errors.items()]
+    return [
+        GroupOutcome(
+            marketplace=name,
+            error=availability.SetupNeeded(
+                "marketplace", name, availability.marketplace_setup(name, runtime.adapters) or ""
+            ).message,
+        )
+        for name in missing
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -107,6 +108,10 @@ class MonitoringRuntime:
     cache_ttl_s: float = 10.0
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     claim_lease: timedelta = scheduler.CLAIM_LEASE
+    # How soon a search's second check follows its first.
+    first_follow_up: timedelta = timedelta(seconds=30)
+    # Whether searches waiting for setup were looked at since this runtime started.
+    setup_waits_reviewed: bool = False
     # Groups storing at once, at most the connections the pool keeps: many more groups may
     # wait on marketplaces at the same time, but one storing beyond the pool would open an
     # overflow connection and close it again (a connect, type introspection and fresh
@@ -199,7 +204,9 @@ async def check_group(
         recovered = [s.id for s in searches if s.consecutive_failures >= FAILING_NOTICE_AFTER]
         for search in await _active_searches(session, recovered) if recovered else ():
             await _tell_owner(session, search, now, recovered=True)
-        await _record_success(session, searches, now)
+        await _record_success(
+            session, searches, now, follow_ups=group.first_check_ids, runtime=runtime
+        )
         # Last, so that the user rows it locks (feed versions) are held the shortest time.
         outcome.stored = await store_fetch(session, group.marketplace, listings, to_store, now=now)
         metrics.record_checks(group.marketplace, len(searches), ok=True)
@@ -224,10 +231,27 @@ _STORING_COLUMNS = (
 _searches = cast(Table, Search.__table__)
 
 
-async def _record_success(session: AsyncSession, searches: Sequence[Any], now: datetime) -> None:
-    """Mark the searches checked and schedule each one's next check (one statement)."""
+async def _record_success(
+    session: AsyncSession,
+    searches: Sequence[Any],
+    now: datetime,
+    *,
+    follow_ups: frozenset[uuid.UUID],
+    runtime: MonitoringRuntime,
+) -> None:
+    """Mark the searches checked and schedule each one's next check (one statement).
+    A first check is followed by a second one soon (`runtime.first_follow_up`): the owner
+    of a new search sees it work, and hears of what was listed meanwhile, in a minute
+    instead of a whole period later."""
     if not searches:
         return
+
+    def next_check(search: Any) -> datetime:
+        regular = scheduler.next_check_at(now, search.check_frequency_minutes)
+        if search.id in follow_ups:
+            return min(regular, now + runtime.first_follow_up)
+        return regular
+
     await session.execute(
         update(_searches)
         .where(_searches.c.id == bindparam("search_id"))
@@ -240,7 +264,7 @@ async def _record_success(session: AsyncSession, searches: Sequence[Any], now: d
         [
             {
                 "search_id": s.id,
-                "next_check_at": scheduler.next_check_at(now, s.check_frequency_minutes),
+                "next_check_at": next_check(s),
             }
             # In id order: a search on two marketplaces is in two groups, maybe stored at once.
             for s in sorted(searches, key=lambda s: s.id)

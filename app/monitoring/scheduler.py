@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -63,7 +63,9 @@ async def claim_due_searches(
         .limit(limit)
     )
     if only_ids is None:
-        statement = statement.where(Search.next_check_at <= now)
+        statement = statement.where(
+            Search.next_check_at <= now, Search.waiting_for_setup.is_(False)
+        )
     else:
         statement = statement.where(Search.id.in_(only_ids))
     if session.get_bind().dialect.name == "postgresql":
@@ -93,7 +95,12 @@ async def oldest_due_at(session: AsyncSession, *, now: datetime) -> datetime | N
     return await session.scalar(
         select(func.min(Search.next_check_at))
         .join(User, User.id == Search.owner_id)
-        .where(Search.is_active.is_(True), User.is_active.is_(True), Search.next_check_at <= now)
+        .where(
+            Search.is_active.is_(True),
+            User.is_active.is_(True),
+            Search.next_check_at <= now,
+            Search.waiting_for_setup.is_(False),
+        )
     )
 
 
@@ -106,6 +113,41 @@ async def release_claims(
         await session.execute(
             update(Search).where(Search.id.in_(search_ids)).values(next_check_at=now)
         )
+
+
+async def wait_for_setup(
+    session: AsyncSession, search_ids: Sequence[uuid.UUID], *, now: datetime
+) -> None:
+    """Leave these searches out of the schedule until one of their marketplaces can be
+    checked here; they are due at once when it can (`resume_set_up`). Flushes."""
+    if search_ids:
+        await session.execute(
+            update(Search)
+            .where(Search.id.in_(search_ids))
+            .values(waiting_for_setup=True, next_check_at=now)
+        )
+
+
+async def resume_set_up(
+    session: AsyncSession, usable: Collection[str], *, now: datetime
+) -> list[uuid.UUID]:
+    """Searches waiting for setup that this server can now check (the operator has added
+    a marketplace's settings and restarted): due at once. Flushes; returns their ids."""
+    waiting = (
+        await session.execute(
+            select(Search.id, Search.marketplaces).where(
+                Search.waiting_for_setup.is_(True), Search.is_active.is_(True)
+            )
+        )
+    ).all()
+    ready = [row.id for row in waiting if set(row.marketplaces) & set(usable)]
+    if ready:
+        await session.execute(
+            update(Search)
+            .where(Search.id.in_(ready))
+            .values(waiting_for_setup=False, next_check_at=now)
+        )
+    return ready
 
 
 def unavailable_marketplaces(

@@ -24,6 +24,8 @@ class MarketplaceOut(BaseModel):
     # Available: this server can check it. Configured: it has what it needs (credentials).
     available: bool
     configured: bool
+    # What the operator sets to let this server check it; None when it can already.
+    setup_settings: str | None = None
     capabilities: CapabilitiesOut | None
     # Its own criteria, under `criteria.marketplace_options.<name>` (JSON Schema); None
     # when it takes none.

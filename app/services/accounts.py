@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts import outbox
 from app.db import utcnow
 from app.errors import AuthenticationFailed, Conflict, InvalidInput
-from app.models import ApiToken, RefreshToken, User
+from app.models import ApiToken, Plan, RefreshToken, User
 from app.schemas.auth import TokenPair
 from app.security import passwords
 from app.security.throttle import AuthThrottle
@@ -40,9 +40,9 @@ def normalise_email(email: str) -> str:
 
 
 async def register(
-    session: AsyncSession, *, email: str, password: str, full_name: str | None
+    session: AsyncSession, *, email: str, password: str, full_name: str | None, plan: Plan
 ) -> User:
-    """Create a FREE-plan user; Conflict when the email is taken."""
+    """Create a user on `plan` (see plans.signup_plan); Conflict when the email is taken."""
     email = normalise_email(email)
     if await _user_by_email(session, email) is not None:
         raise Conflict("An account with this email already exists")
@@ -50,6 +50,7 @@ async def register(
         email=email,
         password_hash=await passwords.hash_password(password),
         full_name=full_name,
+        plan=plan.value,
         apprise_urls=[],
     )
     session.add(user)

@@ -10,6 +10,7 @@ from app.marketplaces import registry
 from app.models import Marketplace
 from app.monitoring.fetch import MonitoringRuntime
 from app.schemas.marketplaces import CapabilitiesOut, MarketplaceOut
+from app.services import availability
 
 
 def describe_all(runtime: MonitoringRuntime) -> list[MarketplaceOut]:
@@ -25,6 +26,7 @@ def describe_all(runtime: MonitoringRuntime) -> list[MarketplaceOut]:
                 name=marketplace.value,
                 available=adapter is not None,
                 configured=adapter is not None and adapter.is_configured(),
+                setup_settings=availability.marketplace_setup(marketplace.value, runtime.adapters),
                 capabilities=None
                 if adapter is None
                 else CapabilitiesOut(**asdict(adapter.capabilities)),

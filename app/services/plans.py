@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.config import Settings
 from app.errors import PlanLimitExceeded
 from app.models.enums import Plan
+from app.services import stripe_client
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,14 @@ PLAN_LIMITS: dict[Plan, PlanLimits] = {
 }
 
 
+def signup_plan(settings: Settings) -> Plan:
+    """The plan a new account starts on (DEFAULT_PLAN)."""
+    if settings.default_plan != "auto":
+        return Plan(settings.default_plan)
+    # Without Stripe nobody can upgrade: the server's own people get everything it offers.
+    return Plan.FREE if stripe_client.billing_configured(settings) else Plan.BUSINESS
+
+
 def limits_for(plan: str) -> PlanLimits:
     return PLAN_LIMITS[Plan(plan)]
 
@@ -43,16 +53,19 @@ def check_new_active_search(plan: str, active_searches: int) -> None:
 def check_search_settings(plan: str, *, marketplaces: int, check_frequency_minutes: int) -> None:
     """Raise PlanLimitExceeded when a search's marketplaces or frequency exceed the plan."""
     limits = limits_for(plan)
-    if marketplaces > limits.max_marketplaces_per_search:
+    allowed = limits.max_marketplaces_per_search
+    if marketplaces > allowed:
+        extra = marketplaces - allowed
         raise PlanLimitExceeded(
-            f"The {_label(plan)} plan allows {limits.max_marketplaces_per_search} "
-            f"marketplace(s) per search; this search has {marketplaces}"
+            f"Your plan allows {allowed} marketplace{'' if allowed == 1 else 's'} per search: "
+            f"untick {'one' if extra == 1 else extra}, or upgrade in Plan",
+            field="marketplaces",
         )
-    if check_frequency_minutes < limits.min_check_frequency_minutes:
+    fastest = limits.min_check_frequency_minutes
+    if check_frequency_minutes < fastest:
         raise PlanLimitExceeded(
-            f"The {_label(plan)} plan checks at most every "
-            f"{limits.min_check_frequency_minutes} minutes; "
-            f"{check_frequency_minutes} was asked"
+            f"Your plan checks at most every {fastest} minutes: choose {fastest} or more",
+            field="check_frequency_minutes",
         )
 
 

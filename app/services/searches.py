@@ -24,7 +24,7 @@ from app.monitoring.cycle import CycleReport
 from app.monitoring.fetch import MonitoringRuntime
 from app.schemas.searches import SearchCreate, SearchCriteria, SearchUpdate
 from app.security import ssrf
-from app.services import plans, usage
+from app.services import availability, plans, usage
 
 PAUSED_BY_OWNER = "Paused by the owner"
 
@@ -198,6 +198,8 @@ async def resume(session: AsyncSession, search_id: uuid.UUID, *, owner: User) ->
     search.is_active = True
     search.paused_at = None
     search.paused_reason = None
+    # The scheduler looks at its marketplaces again and waits anew if still not set up.
+    search.waiting_for_setup = False
     search.next_check_at = utcnow()
     await session.flush()
     return search
@@ -237,8 +239,16 @@ async def check_now(
 
     Commits the allowance count before checking: the check runs in its own transactions
     (like any scheduled check) and must see the search free of this request's locks.
-    Raises what `request_check` raises.
+    Raises what `request_check` raises, and Conflict when none of the search's
+    marketplaces can be checked on this server (nothing is counted then).
     """
+    search = await get(session, search_id, owner_id=owner.id)
+    missing = availability.search_setup(search.marketplaces, (), runtime.adapters, None)
+    if search.marketplaces and len(missing) == len(search.marketplaces):
+        raise Conflict(
+            "This search cannot be checked until its marketplace is set up: "
+            + "; ".join(item.message for item in missing)
+        )
     await request_check(session, search_id, owner=owner)
     await session.commit()
     report = await cycle.check_searches_now(runtime, [search_id])
@@ -382,6 +392,7 @@ def _start_afresh(search: Search) -> None:
     search.last_checked_at = None
     search.last_error = None
     search.consecutive_failures = 0
+    search.waiting_for_setup = False
     search.next_check_at = utcnow() if search.is_active else None
 
 

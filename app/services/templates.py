@@ -14,7 +14,7 @@ from app.errors import InvalidInput, NotFound
 from app.models import Search, SearchTemplate, User
 from app.schemas.searches import SearchCreate, SearchCriteria
 from app.schemas.templates import TemplateUse
-from app.services import searches
+from app.services import availability, plans, searches
 
 # Every template must be usable as-is on the FREE plan: one marketplace, every 30 minutes.
 _COMMON_EXCLUDES = ["broken", "faulty", "for parts", "spares or repair", "job lot"]
@@ -286,8 +286,11 @@ async def use(
     overrides: TemplateUse | None,
     *,
     owner: User,
+    setup: availability.ServerSetup,
 ) -> Search:
-    """A new search of the owner's from the template, with the given overrides.
+    """A new search of the owner's from the template, with the given overrides; without
+    marketplaces of their own, the template's this server can check (see
+    `availability.starting_marketplaces`).
 
     Raises NotFound, and whatever `searches.create` raises (plan limits, channels).
     """
@@ -300,7 +303,12 @@ async def use(
         "name": overrides.name or template.name,
         "description": template.description,
         "criteria": criteria,
-        "marketplaces": overrides.marketplaces or template.marketplaces,
+        "marketplaces": overrides.marketplaces
+        or availability.starting_marketplaces(
+            template.marketplaces,
+            setup.adapters,
+            limit=plans.limits_for(owner.plan).max_marketplaces_per_search,
+        ),
         "check_frequency_minutes": (
             overrides.check_frequency_minutes or template.check_frequency_minutes
         ),

@@ -18,7 +18,7 @@ from app.api.deps import (
 from app.errors import AuthenticationFailed, Conflict, TooManyRequests
 from app.models import User
 from app.schemas.auth import LoginIn, RegisterIn
-from app.services import accounts, email_links
+from app.services import accounts, email_links, plans
 from app.web import forms
 from app.web.render import page_url, redirect, render, safe_next
 from app.web.session import SESSION_COOKIE, CheckedForm, Visitor, WebUser, delete_cookie, set_cookie
@@ -61,7 +61,11 @@ async def signup(
             }
         )
         user = await accounts.register(
-            session, email=body.email, password=body.password, full_name=body.full_name
+            session,
+            email=body.email,
+            password=body.password,
+            full_name=body.full_name,
+            plan=plans.signup_plan(settings),
         )
     except ValidationError as exc:
         return render(

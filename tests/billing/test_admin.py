@@ -156,7 +156,7 @@ async def test_users_me_never_changes_the_plan(
 
 def test_set_plan_command_changes_the_plan_and_audits_it(tmp_path: Path) -> None:
     database = tmp_path / "plans.db"
-    env = {"DATABASE_URL": f"sqlite:///{database}"}
+    env = {"DATABASE_URL": f"sqlite:///{database}", "DEFAULT_PLAN": "free"}
     assert marketmon("migrate", cwd=tmp_path, env=env).returncode == 0
     created = marketmon(
         "create-admin",

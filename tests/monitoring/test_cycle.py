@@ -266,9 +266,14 @@ async def test_a_marketplace_without_credentials_is_never_called(
     search = await make_search(session, owner=user, marketplaces=["ebay"])
     report = await cycle.run_cycle(runtime)
     assert report.upstream_calls == 0
-    assert report.errors == ["ebay: not configured on this server"]
+    assert report.errors == [
+        "ebay is not set up on this server: the operator sets EBAY_APP_ID and EBAY_CERT_ID "
+        "(a free eBay developer keyset)"
+    ]
     await session.refresh(search)
-    assert search.last_error == "ebay: not configured on this server"
+    # Nothing the owner could fix: no error on the search, it waits for the operator.
+    assert search.last_error is None
+    assert search.waiting_for_setup is True
 
 
 async def test_owner_is_told_once_when_a_search_keeps_failing_and_once_when_it_recovers(

@@ -73,6 +73,8 @@ class EmailChannel:
     """Sends one alert as one email. Never raises for provider or network failures."""
 
     name = "email"
+    # The settings an operator sets before this channel can send.
+    setup_hint = "SENDGRID_API_KEY or SMTP_URL"
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ AUTHENTICATION_FAILED = 20003
 
 class SmsChannel:
     name = "sms"
+    setup_hint = "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
 
     def __init__(
         self,
