@@ -8,7 +8,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.models import Marketplace
 from app.schemas.common import (
@@ -25,7 +32,7 @@ MAX_RECENT_HOURS = 24 * 7
 
 
 class ListingSort(StrEnum):
-    NEWEST = "newest"  # most recently matched first
+    NEWEST = "newest"  # most recently matched first; one check's matches newest posted first
     OLDEST = "oldest"
     PRICE_ASC = "price_asc"  # listings without a price come last either way
     PRICE_DESC = "price_desc"
@@ -50,15 +57,14 @@ class ListingFilterParams(BaseModel):
     def _blank_q_is_none(cls, value: str | None) -> str | None:
         return (value.strip() or None) if value is not None else None
 
-    @model_validator(mode="after")
-    def _price_range(self) -> ListingFilterParams:
-        if (
-            self.min_price is not None
-            and self.max_price is not None
-            and self.min_price > self.max_price
-        ):
-            raise ValueError("min_price must not be greater than max_price")
-        return self
+    # On the highest price rather than the whole filter, so a form shows it beside that input.
+    @field_validator("max_price")
+    @classmethod
+    def _not_below_min_price(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        lowest = info.data.get("min_price")
+        if value is not None and lowest is not None and lowest > value:
+            raise ValueError("The highest price must be at least the lowest price")
+        return value
 
 
 class ListingFilters(ListingFilterParams):
@@ -143,10 +149,10 @@ class ListingStateUpdate(InputModel):
     @model_validator(mode="after")
     def _something_to_change(self) -> ListingStateUpdate:
         if not self.model_fields_set:
-            raise ValueError("send at least one of is_saved, is_hidden, is_viewed")
+            raise ValueError("Send at least one of is_saved, is_hidden or is_viewed")
         for field in self.model_fields_set:
             if getattr(self, field) is None:
-                raise ValueError(f"{field} must be true or false")
+                raise ValueError(f"Set {field} to true or false, or leave it out")
         return self
 
 

@@ -336,8 +336,8 @@ def _any(condition: ColumnElement[Any]) -> ColumnElement[int]:
 
 
 def _latest_matches(shape: _Shape) -> Select[Any]:
-    """(listing_id, matched_at, price) of the owner's latest match row of each listing that
-    passes the filters: exactly one row per listing, unordered."""
+    """(listing_id, matched_at, price, posted_at) of the owner's latest match row of each
+    listing that passes the filters: exactly one row per listing, unordered."""
     same_listing = and_(_other.c.user_id == _OWNER, _other.c.listing_id == _latest.c.listing_id)
     # Ties on matched_at are broken by id, so exactly one row per listing is the latest.
     newer = or_(
@@ -347,7 +347,7 @@ def _latest_matches(shape: _Shape) -> Select[Any]:
     # A listing is hidden when any of its rows is, so a hidden row rules it out like a newer one.
     shadowing = newer if shape.include_hidden else or_(newer, _other.c.is_hidden)
     statement = (
-        select(_latest.c.listing_id, _latest.c.matched_at, _LISTINGS.c.price)
+        select(_latest.c.listing_id, _latest.c.matched_at, _LISTINGS.c.price, _LISTINGS.c.posted_at)
         .join(_LISTINGS, _LISTINGS.c.id == _latest.c.listing_id)
         .where(_latest.c.user_id == _OWNER, ~exists().where(same_listing, shadowing))
     )
@@ -401,10 +401,21 @@ def _with_state(page: CTE, sort: ListingSort) -> Select[Any]:
 
 
 def _order(columns: Any, sort: ListingSort) -> list[Any]:
-    """ORDER BY over (listing_id, matched_at, price) columns; ties broken by listing id."""
-    newest = [columns.matched_at.desc(), columns.listing_id.desc()]
+    """ORDER BY over (listing_id, matched_at, price, posted_at) columns; a total order, so
+    offset pages neither repeat nor skip a listing."""
+    # One check stores all it found at one matched_at: within it, the order the
+    # marketplace posted them (unknown times last), then the listing id.
+    newest = [
+        columns.matched_at.desc(),
+        columns.posted_at.desc().nulls_last(),
+        columns.listing_id.desc(),
+    ]
     if sort is ListingSort.OLDEST:
-        return [columns.matched_at.asc(), columns.listing_id.asc()]
+        return [
+            columns.matched_at.asc(),
+            columns.posted_at.asc().nulls_last(),
+            columns.listing_id.asc(),
+        ]
     if sort is ListingSort.PRICE_ASC:
         return [columns.price.asc().nulls_last(), *newest]
     if sort is ListingSort.PRICE_DESC:
