@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -56,11 +56,13 @@ from app.runtime import (
     close_delivery_runtime,
     close_monitoring_runtime,
 )
+from app.schemas.messages import human_message
 from app.security import ssrf
 from app.security.throttle import AuthThrottle
 from app.security.tokens import TokenPolicy, TokenSigner
 from app.services import templates as template_service
 from app.services.listing_pages import PageCache
+from app.web import demo_pages
 from app.web.dashboard import create_dashboard
 
 logger = logging.getLogger("app")
@@ -154,8 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=settings.app_name,
         version="0.1.0",
-        docs_url=f"{API_PREFIX}/docs" if settings.api_docs_enabled else None,
-        redoc_url=f"{API_PREFIX}/redoc" if settings.api_docs_enabled else None,
+        # FastAPI's docs pages load their files from a CDN; openapi.install_docs serves ours.
+        docs_url=None,
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json" if settings.api_docs_enabled else None,
         lifespan=lifespan,
     )
@@ -203,9 +206,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         unsubscribe,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    if settings.demo_marketplace_enabled:
+        app.include_router(demo_pages.router)
     app.mount("/app", create_dashboard(app, HTTP_STATUS))
+    app.add_api_route("/", _to_dashboard, methods=["GET", "HEAD"], include_in_schema=False)
 
     openapi.install(app)
+    openapi.install_docs(app, settings, prefix=API_PREFIX)
     app.add_exception_handler(DomainError, _on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
@@ -228,6 +235,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+async def _to_dashboard(request: Request) -> RedirectResponse:
+    # The server's address alone should lead somewhere; the dashboard's home then sends a
+    # visitor on to their searches or to the login page.
+    return RedirectResponse(f"{request.scope.get('root_path', '')}/app/", status_code=307)
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -240,7 +253,7 @@ async def _on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
     if isinstance(exc, AuthenticationFailed):
         headers["WWW-Authenticate"] = "Bearer"
     body = {"detail": exc.detail, "code": exc.code}
-    if isinstance(exc, InvalidInput) and exc.field is not None:
+    if exc.field is not None:
         body["field"] = exc.field
     return JSONResponse(body, status, headers=headers)
 
@@ -248,7 +261,7 @@ async def _on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     # Drop the rejected input from the echo: it may be a password.
     errors = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {"loc": list(err.get("loc", ())), "msg": human_message(err), "type": err.get("type", "")}
         for err in exc.errors()
     ]
     return JSONResponse({"detail": errors, "code": "validation_error"}, 422)

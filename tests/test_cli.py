@@ -267,6 +267,10 @@ def test_run_serves_the_seed_guide_flow_on_sqlite_from_a_clean_directory(tmp_pat
         with httpx.Client(base_url=base_url, timeout=10) as http:
             assert http.get("/health").json() == {"status": "ok"}
             assert http.get("/api/v1/docs").status_code == 200
+            # The bare address leads to the dashboard.
+            for root in (http.get("/"), http.head("/")):
+                assert root.status_code == 307
+                assert root.headers["location"] == "/app/"
             # /metrics answers a local scraper, but not a client behind a trusted local proxy.
             assert http.get("/metrics").status_code == 200
             proxied = http.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
@@ -315,6 +319,8 @@ def test_run_serves_the_seed_guide_flow_on_sqlite_from_a_clean_directory(tmp_pat
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
     log_text = log_path.read_text()
     assert returncode in (0, -signal.SIGTERM), log_text
+    # The banner names where to point a browser: the dashboard first, then the API docs.
+    assert f"Dashboard: {base_url}/app/\nAPI docs:  {base_url}/api/v1/docs\n" in log_text
     assert "Application shutdown complete" in log_text
     assert (tmp_path / "data" / "marketmon.db").is_file()
 
