@@ -2,13 +2,15 @@
 
 
 class DomainError(Exception):
-    """A business rule said no. Rendered as {"detail", "code"}."""
+    """A business rule said no. Rendered as {"detail", "code"}; `field` names the input at
+    fault (rendered beside the detail, and shown on that field in forms) when there is one."""
 
     code = "bad_request"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.field = field
         if code is not None:
             self.code = code
 
@@ -22,18 +24,15 @@ class Conflict(DomainError):
 
 
 class PlanLimitExceeded(DomainError):
+    """The user's plan does not allow this; `field` is the setting over the limit, if one is."""
+
     code = "plan_limit_exceeded"
 
 
 class InvalidInput(DomainError):
-    """Input that passes the schema but breaks a rule only a service can check. `field`
-    names the input at fault (rendered beside the detail) when there is one."""
+    """Input that passes the schema but breaks a rule only a service can check."""
 
     code = "invalid_input"
-
-    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
-        super().__init__(detail, code=code)
-        self.field = field
 
 
 class AuthenticationFailed(DomainError):

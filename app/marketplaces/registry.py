@@ -25,6 +25,7 @@ from app.marketplaces.gumtree import GumtreeAdapter
 from app.marketplaces.reddit import RedditAdapter
 from app.marketplaces.rss import RssAdapter
 from app.marketplaces.vinted import VintedAdapter
+from app.schemas import messages
 from app.security.ssrf import Resolver
 
 OPTIONS_PATH = "criteria.marketplace_options"
@@ -110,7 +111,9 @@ def check_options(
             continue
         checked[name] = options.model_dump(exclude_none=True)
     if problems:
-        raise InvalidInput("; ".join(problems))
+        # One problem names its field, so a form can show it beside that input.
+        only = problems[0].partition(": ")[0] if len(problems) == 1 else None
+        raise InvalidInput("; ".join(problems), field=only)
     return checked
 
 
@@ -138,4 +141,4 @@ def _needs_options(model: type[MarketplaceOptions]) -> bool:
 
 def _problem(marketplace: str, error: ErrorDetails) -> str:
     path = ".".join([OPTIONS_PATH, marketplace, *(str(part) for part in error["loc"])])
-    return f"{path}: {error['msg']}"
+    return f"{path}: {messages.human_message(error)}"

@@ -70,6 +70,13 @@ class AlertOut(OutputModel):
         }
 
 
+class UnreadAlerts(OutputModel):
+    """Alerts that arrived since the alert log was last opened, each counted once however
+    many channels it went out on."""
+
+    unread: int
+
+
 class TestAlertIn(InputModel):
     channel: AlertChannel
 

@@ -17,7 +17,7 @@ Scope = Literal["read", "write"]
 
 def _unique(values: list[Any]) -> list[Any]:
     if len(set(values)) != len(values):
-        raise ValueError("values must be unique")
+        raise ValueError("Choose each scope only once")
     return values
 
 

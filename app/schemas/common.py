@@ -14,7 +14,9 @@ ItemT = TypeVar("ItemT")
 def _reject_nul(value: Any) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValueError("text must not contain NUL characters")
+            raise ValueError(
+                "Remove the NUL character (an invisible control character) from this text"
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             _reject_nul(key)
@@ -83,6 +85,8 @@ class ErrorOut(BaseModel):
 
     detail: str | list[ValidationIssue]
     code: str
+    # The input the problem is about (e.g. `criteria.max_price`, `marketplaces`), when one is.
+    field: str | None = None
 
 
 class Page(BaseModel, Generic[ItemT]):

@@ -33,5 +33,5 @@ class PhoneCodeIn(InputModel):
     @classmethod
     def _six_digits(cls, value: str) -> str:
         if not re.fullmatch(CODE_PATTERN, value):
-            raise ValueError("enter the 6 digits of the text we sent, such as 123456")
+            raise ValueError("Enter the 6 digits of the text we sent, such as 123456")
         return value.replace(" ", "").replace("-", "")

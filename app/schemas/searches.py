@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
@@ -23,6 +24,7 @@ from app.schemas.common import InputModel, OutputModel, partial_update_schema
 
 if TYPE_CHECKING:
     from app.monitoring.cycle import CycleReport
+    from app.services.availability import ServerSetup
 
 MAX_PRICE = Decimal(1_000_000_000)
 _CENT = Decimal("0.01")
@@ -34,11 +36,11 @@ def _clean_keyword(value: str) -> str:
     if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
         inner = value[1:-1].strip()
         if not inner:
-            raise ValueError("a quoted phrase must not be empty")
+            raise ValueError("Put some words between the quotes, or remove them")
         value = f'"{inner}"'
     # A keyword without a letter or digit normalises to nothing and would match every title.
     if not any(char.isalnum() for char in value):
-        raise ValueError("a keyword must contain at least one letter or digit")
+        raise ValueError("Each keyword needs at least one letter or digit")
     return value
 
 
@@ -53,7 +55,7 @@ def _lower(value: Any) -> Any:
 
 def _unique(values: list[Any]) -> list[Any]:
     if len(set(values)) != len(values):
-        raise ValueError("values must be unique")
+        raise ValueError("Choose each one only once")
     return values
 
 
@@ -127,17 +129,23 @@ class SearchCriteria(InputModel):
                 unique.append(keyword)
         return unique
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if (
-            self.min_price is not None
-            and self.max_price is not None
-            and self.min_price > self.max_price
-        ):
-            raise ValueError("min_price must not be greater than max_price")
-        if self.radius_km is not None and self.location is None:
-            raise ValueError("radius_km needs a location")
-        return self
+    # The range checks sit on the later field of each pair rather than on the whole criteria,
+    # so a form shows them beside the input to change. A field that failed its own check is
+    # missing from `info.data`: it has a message already.
+    @field_validator("max_price")
+    @classmethod
+    def _not_below_min_price(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        lowest = info.data.get("min_price")
+        if value is not None and lowest is not None and lowest > value:
+            raise ValueError("The highest price must be at least the lowest price")
+        return value
+
+    @field_validator("radius_km")
+    @classmethod
+    def _needs_location(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and "location" in info.data and info.data["location"] is None:
+            raise ValueError("Enter a location to search around, or leave the distance empty")
+        return value
 
     def stored(self) -> dict[str, Any]:
         """The JSON form kept in `searches.criteria` (prices as two-place strings)."""
@@ -151,7 +159,8 @@ class SearchCreate(InputModel):
     description: Description | None = None
     criteria: SearchCriteria
     marketplaces: Marketplaces
-    alert_channels: AlertChannels = Field(default_factory=lambda: [AlertChannel.EMAIL])
+    # In-app needs nothing from the server or the user; other channels are chosen.
+    alert_channels: AlertChannels = Field(default_factory=lambda: [AlertChannel.IN_APP])
     check_frequency_minutes: CheckFrequency = 30
     alert_on_first_check: bool = False
     alert_on_price_drop: bool = False
@@ -183,7 +192,7 @@ class SearchUpdate(InputModel):
     def _no_null_for_required(self) -> Self:
         for field in sorted(self.model_fields_set - _NULLABLE_ON_PATCH):
             if getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null")
+                raise ValueError(f"{field} needs a value: leave it out to keep the current one")
         return self
 
 
@@ -198,6 +207,13 @@ class SearchCriteriaOut(OutputModel):
     condition: str | None = None
     category: str | None = None
     marketplace_options: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class SetupNeededOut(OutputModel):
+    kind: Literal["marketplace", "channel"]
+    name: str
+    settings: str
+    message: str
 
 
 class SearchOut(OutputModel):
@@ -220,11 +236,33 @@ class SearchOut(OutputModel):
     consecutive_failures: int
     created_at: datetime
     updated_at: datetime
+    # Its marketplaces and channels this server cannot use yet, each with the settings
+    # the operator adds to enable it.
+    setup_needed: list[SetupNeededOut] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def status(self) -> Literal["active", "paused"]:
-        return "active" if self.is_active else "paused"
+    def status(self) -> Literal["active", "paused", "needs_setup"]:
+        """needs_setup: none of its marketplaces can be checked on this server yet; it is
+        not checked (and sends no failure notices) until the operator sets one up."""
+        if not self.is_active:
+            return "paused"
+        missing = {item.name for item in self.setup_needed if item.kind == "marketplace"}
+        if self.marketplaces and set(self.marketplaces) <= missing:
+            return "needs_setup"
+        return "active"
+
+    @classmethod
+    def on_server(cls, search: object, setup: ServerSetup) -> Self:
+        """The search as shown, with what this server lacks for it."""
+        shown = cls.model_validate(search)
+        shown.setup_needed = [
+            SetupNeededOut(
+                kind=item.kind, name=item.name, settings=item.settings, message=item.message
+            )
+            for item in setup.search_setup(shown.marketplaces, shown.alert_channels)
+        ]
+        return shown
 
 
 class CheckResult(OutputModel):

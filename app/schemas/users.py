@@ -6,7 +6,7 @@ import uuid
 import zoneinfo
 from datetime import datetime, time
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from pydantic import AfterValidator, Field, field_serializer, field_validator, model_validator
@@ -16,6 +16,8 @@ from app.security import ssrf
 
 MAX_APPRISE_URLS = 10
 QUIET_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+WebhookStatus = Literal["not_set", "active", "failing", "disabled"]
 
 
 class EmailVerificationSent(OutputModel):
@@ -36,6 +38,15 @@ class UserOut(OutputModel):
     webhook_url: str | None
     # The secret itself is shown once, when it is made (UserUpdated.webhook_secret).
     has_webhook_secret: bool = False
+    webhook_status: WebhookStatus = Field(
+        default="not_set",
+        description="not_set: no URL; active: the last delivery worked (or none yet); "
+        "failing: deliveries fail since webhook_failing_since; disabled: no more deliveries "
+        "(see webhook_disabled_reason) until the URL is saved again",
+    )
+    webhook_failing_since: datetime | None = None
+    webhook_disabled_at: datetime | None = None
+    webhook_disabled_reason: str | None = None
     apprise_urls: list[str]
     quiet_hours_start: time | None
     quiet_hours_end: time | None
@@ -53,11 +64,22 @@ class UserOut(OutputModel):
             if name != "webhook_secret" and hasattr(data, name)
         }
         values["has_webhook_secret"] = getattr(data, "webhook_secret", None) is not None
+        values["webhook_status"] = _webhook_status(data)
         return values
 
     @field_serializer("quiet_hours_start", "quiet_hours_end")
     def _hh_mm(self, value: time | None) -> str | None:
         return None if value is None else value.strftime("%H:%M")
+
+
+def _webhook_status(user: Any) -> WebhookStatus:
+    if not getattr(user, "webhook_url", None):
+        return "not_set"
+    if getattr(user, "webhook_disabled_at", None) is not None:
+        return "disabled"
+    if getattr(user, "webhook_failing_since", None) is not None:
+        return "failing"
+    return "active"
 
 
 class UserUpdated(UserOut):
@@ -73,7 +95,7 @@ class UserUpdated(UserOut):
 
 def _timezone_name(value: str) -> str:
     if value not in _iana_zone_names():
-        raise ValueError("not an IANA time zone name, such as Europe/London or UTC")
+        raise ValueError("Use a time zone name such as Europe/London or UTC")
     return value
 
 
@@ -87,10 +109,11 @@ def _e164(value: str) -> str:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(
-            "phone numbers need the international form, such as +447700900123"
+            "Enter the number in international form, starting with + and the country code, "
+            "such as +447700900123"
         ) from exc
     if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number")
+        raise ValueError("This is not a valid phone number: check the digits and the country code")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

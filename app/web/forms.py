@@ -10,8 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from app.errors import DomainError
 from app.marketplaces import registry as marketplace_registry
 from app.models import Search, SearchTemplate, User
+from app.schemas import messages
 from app.schemas.searches import SearchCreate
 
 # The criteria the search form edits; any other criterion (a marketplace's own options)
@@ -39,6 +41,25 @@ SEARCH_FIELDS = (
     "alert_mode",
 )
 FORM_ERROR = "form"
+# What the search form calls each input, for the summary of problems above its button.
+SEARCH_LABELS = {
+    "name": "Name",
+    "keywords": "Keywords",
+    "exclude_keywords": "Leave out listings mentioning",
+    "criteria": "What to look for",
+    "min_price": "Lowest price",
+    "max_price": "Highest price",
+    "currency": "Currency",
+    "location": "Location",
+    "radius_km": "Within (km)",
+    "condition": "Condition",
+    "category": "Category",
+    "description": "Notes",
+    "marketplaces": "Marketplaces",
+    "alert_channels": "Alerts",
+    "check_frequency_minutes": "Check every (minutes)",
+    "alert_mode": "When to send",
+}
 # A marketplace's own option is posted as `option:<marketplace>:<key>`.
 OPTION_PREFIX = "option:"
 _LIST_SEPARATORS = re.compile(r"[\r\n,]+")
@@ -85,12 +106,12 @@ def search_values(source: Search | SearchTemplate | Mapping[str, Any] | None) ->
     """What the search form shows: a saved search, a template, a body that failed
     validation, or (None) a new search's defaults."""
     if source is None:
-        return search_values({"criteria": {}, "alert_channels": ["email"]})
+        return search_values({"criteria": {}, "alert_channels": ["in_app"]})
     if isinstance(source, Mapping):
         data = dict(source)
     else:
         data = {field: getattr(source, field, None) for field in SEARCH_FIELDS}
-        data["alert_channels"] = data["alert_channels"] or ["email"]
+        data["alert_channels"] = data["alert_channels"] or ["in_app"]
     criteria = data.get("criteria") or {}
     values: dict[str, Any] = {
         key: "" if criteria.get(key) is None else str(criteria[key]) for key in CRITERIA_FIELDS[2:]
@@ -167,30 +188,58 @@ def settings_values(user: User) -> dict[str, Any]:
 
 
 def field_errors(error: ValidationError, *, prefix_lists: bool = True) -> dict[str, str]:
-    """One message per form field from a schema's validation error. A nested field is
-    named by its last name (criteria.keywords -> keywords); an error about a whole
-    object goes to that object's name (criteria), or to "form" at the top."""
-    messages: dict[str, list[str]] = {}
+    """One message per form field from a schema's validation error, in words for people
+    (app/schemas/messages.py). A nested field is named by its last name (criteria.keywords
+    -> keywords); an error about a whole object goes to that object's name (criteria), or
+    to "form" at the top. With `prefix_lists`, a message about one entry of a list says
+    which entry."""
+    found: dict[str, list[str]] = {}
     for item in error.errors():
-        names = [part for part in item["loc"] if isinstance(part, str)]
-        field = names[-1] if names else FORM_ERROR
-        message = str(item["msg"]).removeprefix("Value error, ")
+        field = messages.field_name(item["loc"]) or FORM_ERROR
+        message = messages.human_message(item)
         positions = [part for part in item["loc"] if isinstance(part, int)]
         if positions and prefix_lists:
-            message = f"item {positions[-1] + 1}: {message}"
-        messages.setdefault(field, []).append(message)
-    return {field: "; ".join(dict.fromkeys(texts)) for field, texts in messages.items()}
+            message = f"{_entry(item['input'], positions[-1])}: {message}"
+        found.setdefault(field, []).append(message)
+    return {field: "; ".join(dict.fromkeys(texts)) for field, texts in found.items()}
+
+
+def domain_errors(error: DomainError) -> dict[str, str]:
+    """A service's refusal as form messages: on the input it names, if it names one."""
+    if error.field is not None:
+        return input_error(error.field, error.detail)
+    options_path = f"{marketplace_registry.OPTIONS_PATH}."
+    if not error.detail.startswith(options_path):
+        return {FORM_ERROR: error.detail}
+    # Several marketplace options at fault: "<path>: <message>; <path>: <message>".
+    errors: dict[str, str] = {}
+    for problem in error.detail.split("; "):
+        path, _, message = problem.partition(": ")
+        for name, text in input_error(path, message).items():
+            errors[name] = f"{errors[name]}; {text}" if name in errors else text
+    return errors
 
 
 def input_error(field: str, detail: str) -> dict[str, str]:
     """A service's error about one field of the body, keyed by the input that edits it:
-    criteria.marketplace_options.rss.url is the input `option:rss:url`."""
+    criteria.marketplace_options.rss.url is the input `option:rss:url`; an option of no
+    single input (a marketplace's options as a whole) goes to the marketplaces."""
     options_path = f"{marketplace_registry.OPTIONS_PATH}."
     if field.startswith(options_path):
         marketplace, _, key = field.removeprefix(options_path).partition(".")
         detail = detail.removeprefix(f"{field}: ")
-        return {f"{OPTION_PREFIX}{marketplace}:{key}": detail}
+        if not key:
+            return {"marketplaces": detail}
+        return {f"{OPTION_PREFIX}{marketplace}:{key.split('.')[0]}": detail}
     return {field.rsplit(".", 1)[-1]: detail}
+
+
+def _entry(value: Any, position: int) -> str:
+    """How a message names one entry of a list: by what was typed, when it was text."""
+    if isinstance(value, str) and value.strip():
+        shown = value.strip()
+        return f"“{shown[:37]}…”" if len(shown) > 40 else f"“{shown}”"
+    return f"Entry {position + 1}"
 
 
 def _posted_options(form: FormData) -> dict[str, dict[str, str]] | None:

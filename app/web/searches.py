@@ -4,6 +4,7 @@ with the API's validation messages, pause/resume, delete and "check now"."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -11,13 +12,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from app.api.deps import MonitoringDep, SessionDep, URLPolicyDep
+from app.api.deps import MonitoringDep, ServerSetupDep, SessionDep, URLPolicyDep
 from app.db import utcnow
-from app.errors import InvalidInput, NotFound, PlanLimitExceeded
-from app.models import AlertChannel, Search, SearchTemplate, User
+from app.errors import DomainError, InvalidInput, NotFound, PlanLimitExceeded
+from app.marketplaces import registry as marketplace_registry
+from app.models import AlertChannel, Marketplace, Search, SearchTemplate, User
 from app.monitoring.cycle import CycleReport
-from app.schemas.searches import SearchCreate
-from app.services import listings, marketplaces, plans, searches, templates
+from app.monitoring.fetch import MonitoringRuntime
+from app.schemas.marketplaces import MarketplaceOut
+from app.schemas.searches import SearchCreate, SearchOut
+from app.services import availability, listings, marketplaces, plans, searches, templates
 from app.web import forms
 from app.web.render import page_url, pager, redirect, render
 from app.web.session import CheckedForm, NoticeLevel, WebUser
@@ -26,12 +30,14 @@ router = APIRouter()
 
 PAGE_SIZE = 20
 MAX_TEMPLATES = 50
+# The longest interval between checks a search may ask for (CheckFrequency): every plan allows it.
+MAX_FREQUENCY_MINUTES = 24 * 60
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 
 @router.get("/searches", name="searches")
 async def list_searches(
-    request: Request, session: SessionDep, user: WebUser, offset: Offset = 0
+    request: Request, session: SessionDep, user: WebUser, setup: ServerSetupDep, offset: Offset = 0
 ) -> Response:
     rows, total = await searches.list_for_owner(
         session, owner_id=user.id, limit=PAGE_SIZE, offset=offset
@@ -42,7 +48,7 @@ async def list_searches(
     return render(
         request,
         "searches.html",
-        searches=rows,
+        searches=[SearchOut.on_server(row, setup) for row in rows],
         matches_24h=counts,
         page=pager(offset, PAGE_SIZE, total),
     )
@@ -57,9 +63,38 @@ async def new_search_page(
     template: uuid.UUID | None = None,
 ) -> Response:
     chosen = await templates.get(session, template) if template else None
+    values = forms.search_values(chosen)
+    notice = None
+    if chosen is not None:
+        values["marketplaces"] = availability.starting_marketplaces(
+            chosen.marketplaces,
+            runtime.adapters,
+            limit=plans.limits_for(user.plan).max_marketplaces_per_search,
+        )
+        notice = _replaced_marketplaces_notice(chosen.marketplaces, values["marketplaces"], runtime)
     return await _form_page(
-        request, session, user, runtime, values=forms.search_values(chosen), template=chosen
+        request, session, user, runtime, values=values, template=chosen, notice=notice
     )
+
+
+def _replaced_marketplaces_notice(
+    wanted: list[str], starting: list[str], runtime: MonitoringRuntime
+) -> str | None:
+    """Why the form does not tick a template's marketplaces, when it cannot."""
+    left_out = [name for name in wanted if name not in starting]
+    if not left_out:
+        return None
+    reasons = "; ".join(
+        f"{name} needs {availability.marketplace_setup(name, runtime.adapters)}"
+        for name in left_out
+    )
+    instead = (
+        " It starts on the demo marketplace, which makes up listings every few seconds so you "
+        "can see matches and alerts arrive."
+        if starting == ["demo"]
+        else ""
+    )
+    return f"This server cannot check {', '.join(left_out)} yet ({reasons}).{instead}"
 
 
 @router.post("/searches/new")
@@ -86,20 +121,16 @@ async def create_search(
 
 @router.post("/searches/validate", name="validate_search")
 async def validate_search(form: CheckedForm, user: WebUser) -> JSONResponse:
-    """The messages the search form would get if it were sent now (for live validation)."""
+    """The messages the search form would get if it were sent now (for live validation),
+    each on its field: the schema's, and even while some fields are invalid, the plan's
+    limits, the channels the user has not set up and the marketplaces' own options."""
+    body = forms.search_body(form)
     errors: dict[str, str] = {}
     try:
-        data = SearchCreate.model_validate(forms.search_body(form))
-        plans.check_search_settings(
-            user.plan,
-            marketplaces=len(data.marketplaces),
-            check_frequency_minutes=data.check_frequency_minutes,
-        )
+        SearchCreate.model_validate(body)
     except ValidationError as exc:
         errors = forms.field_errors(exc)
-    except PlanLimitExceeded as exc:
-        errors = {forms.FORM_ERROR: exc.detail}
-    return JSONResponse({"errors": errors})
+    return JSONResponse({"errors": _with_setting_problems(errors, user, body)})
 
 
 @router.get("/searches/{search_id}/edit", name="edit_search")
@@ -188,25 +219,35 @@ async def _form_page(
     search: Search | None = None,
     template: SearchTemplate | None = None,
     failure: Exception | None = None,
+    notice: str | None = None,
 ) -> Response:
-    """The search form; after a failed save, with the input as sent and the messages."""
+    """The search form; after a failed save, with the input as sent and the messages:
+    all that the form would be refused for, each on its field, so that one round trip
+    shows every problem even without the script."""
     errors: dict[str, str] = {}
     status_code = 200
-    if isinstance(failure, ValidationError):
-        values, errors, status_code = forms.search_values(values), forms.field_errors(failure), 422
-    elif isinstance(failure, InvalidInput) and failure.field is not None:
-        values, errors = (
-            forms.search_values(values),
-            forms.input_error(failure.field, failure.detail),
-        )
-        status_code = 422
-    elif isinstance(failure, PlanLimitExceeded | InvalidInput):
-        values, errors = forms.search_values(values), {forms.FORM_ERROR: failure.detail}
+    if isinstance(failure, ValidationError | DomainError):
+        if isinstance(failure, ValidationError):
+            errors = forms.field_errors(failure)
+        else:
+            errors = forms.domain_errors(failure)
         status_code = 403 if isinstance(failure, PlanLimitExceeded) else 422
+        problems = _with_setting_problems(errors, user, values)
+        if (
+            isinstance(failure, InvalidInput)
+            and "alert_channels" in problems
+            and errors.keys() == {forms.FORM_ERROR}
+        ):
+            # The service's refusal was that channel, said for API clients: the message on
+            # the channels says it for people.
+            del problems[forms.FORM_ERROR]
+        values, errors = forms.search_values(values), problems
     template_rows: list[SearchTemplate] = []
     if search is None:
         template_rows, _ = await templates.list_templates(session, limit=MAX_TEMPLATES, offset=0)
     described = marketplaces.describe_all(runtime)
+    delivery = getattr(request.app.state, "delivery_runtime", None)
+    setup_channels = delivery.channels if delivery is not None else {}
     return render(
         request,
         "search_form.html",
@@ -221,9 +262,114 @@ async def _form_page(
             item.name: forms.option_fields(getattr(item, "options_schema", None))
             for item in described
         },
-        channels=list(AlertChannel),
+        # Each channel with the settings this server lacks for it, and what the user has
+        # still to set up for it (None: nothing).
+        channels=[
+            {
+                "name": channel.value,
+                "server_setup": availability.channel_setup(channel.value, setup_channels),
+                "user_setup": _user_channel_setup(user, channel),
+            }
+            for channel in AlertChannel
+        ],
+        labels=_labels(described),
         limits=plans.limits_for(user.plan),
+        setup_notice=notice,
     )
+
+
+def _with_setting_problems(
+    errors: dict[str, str], user: User, body: Mapping[str, Any]
+) -> dict[str, str]:
+    """`errors` and what saving would be refused for next, found on the body as sent so
+    they show while other fields are still invalid: the plan's limits (in place of the
+    schema's message on the same field: they say what this plan needs), channels the user
+    has not set up, and the ticked marketplaces' own options."""
+    found = dict(errors)
+    found.update(_plan_problems(user.plan, body))
+    channels = _channel_problem(user, body.get("alert_channels") or [])
+    if channels is not None:
+        found.setdefault("alert_channels", channels)
+    known = {item.value for item in Marketplace}
+    chosen = [name for name in body.get("marketplaces") or [] if name in known]
+    criteria = body.get("criteria") or {}
+    try:
+        marketplace_registry.check_options(chosen, criteria.get("marketplace_options") or {})
+    except InvalidInput as exc:
+        for field, message in forms.domain_errors(exc).items():
+            found.setdefault(field, message)
+    return found
+
+
+def _plan_problems(plan: str, body: Mapping[str, Any]) -> dict[str, str]:
+    """Each plan limit the body is over, on its field. The plan check stops at the first
+    limit, so each setting is checked on its own, the other at a value every plan allows."""
+    marketplaces = len(set(body.get("marketplaces") or []))
+    try:
+        minutes = int(str(body.get("check_frequency_minutes", "")).strip())
+    except ValueError:
+        minutes = None
+    problems: dict[str, str] = {}
+    for count, every in ((marketplaces, MAX_FREQUENCY_MINUTES), (0, minutes)):
+        if every is None:
+            continue
+        try:
+            plans.check_search_settings(plan, marketplaces=count, check_frequency_minutes=every)
+        except PlanLimitExceeded as exc:
+            problems[exc.field or forms.FORM_ERROR] = exc.detail
+    return problems
+
+
+def _channel_problem(user: User, channels: list[str]) -> str | None:
+    """Why saving would be refused for the chosen channels (the service's rule: the
+    setting they send to is missing), in words for the form."""
+    missing = {
+        AlertChannel.SMS.value: (
+            not user.phone_number,
+            "SMS alerts need your phone number: add it in Settings, or untick sms",
+        ),
+        AlertChannel.WEBHOOK.value: (
+            not user.webhook_url,
+            "Webhook alerts need a webhook URL: add it in Settings, or untick webhook",
+        ),
+        AlertChannel.APPRISE.value: (
+            not user.apprise_urls,
+            "Apprise alerts need an Apprise URL: add one in Settings, or untick apprise",
+        ),
+    }
+    problems = [
+        text for name, (is_missing, text) in missing.items() if name in channels and is_missing
+    ]
+    return "; ".join(problems) or None
+
+
+def _user_channel_setup(user: User, channel: AlertChannel) -> str | None:
+    """What the user has to do in Settings before a channel can reach them; None when
+    nothing. Stricter than the save check: an unverified number gets no SMS either."""
+    if channel is AlertChannel.SMS:
+        if not user.phone_number:
+            return "add your phone number"
+        if not user.phone_verified:
+            return "verify your phone number"
+    if channel is AlertChannel.WEBHOOK:
+        if not user.webhook_url:
+            return "add a webhook URL"
+        if user.webhook_disabled_at is not None:
+            return "turn the webhook back on"
+    if channel is AlertChannel.APPRISE and not user.apprise_urls:
+        return "add an Apprise URL"
+    return None
+
+
+def _labels(described: list[MarketplaceOut]) -> dict[str, str]:
+    """What the form's summary of problems calls each input."""
+    labels = dict(forms.SEARCH_LABELS)
+    for item in described:
+        for field in forms.option_fields(item.options_schema):
+            labels[f"{forms.OPTION_PREFIX}{item.name}:{field['key']}"] = (
+                f"{item.name}: {field['label']}"
+            )
+    return labels
 
 
 async def _posted_template(session: SessionDep, form: CheckedForm) -> SearchTemplate | None:

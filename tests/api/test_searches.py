@@ -104,7 +104,8 @@ async def test_seed_guide_body_creates_an_active_search_due_at_once(
     assert search["alert_channels"] == ["email"]
     assert search["check_frequency_minutes"] == 30
     assert search["is_active"] is True
-    assert search["status"] == "active"
+    # No eBay keys on this server: saved and due, shown as waiting for them.
+    assert search["status"] == "needs_setup"
     assert search["paused_at"] is None
     assert search["last_checked_at"] is None
     assert search["consecutive_failures"] == 0
@@ -122,18 +123,19 @@ async def test_search_output_shows_no_owner_internals(
         "check_frequency_minutes", "alert_on_first_check", "alert_on_price_drop", "alert_mode",
         "is_active",
         "status", "paused_at", "paused_reason", "next_check_at", "last_checked_at",
-        "last_error", "consecutive_failures", "created_at", "updated_at",
+        "last_error", "consecutive_failures", "created_at", "updated_at", "setup_needed",
     }  # fmt: skip
 
 
-async def test_a_minimal_body_gets_email_alerts_every_thirty_minutes(
+async def test_a_minimal_body_gets_in_app_alerts_every_thirty_minutes(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
     minimal = {"name": "PS5", "criteria": {"keywords": ["ps5"]}, "marketplaces": ["ebay"]}
     response = await client.post(URL, json=minimal, headers=headers)
     assert response.status_code == 201, response.text
     search = response.json()
-    assert search["alert_channels"] == ["email"]
+    # In-app works on every server; email needs a provider and a confirmed address.
+    assert search["alert_channels"] == ["in_app"]
     assert search["check_frequency_minutes"] == 30
     assert search["alert_on_first_check"] is False
     assert search["alert_on_price_drop"] is False
@@ -298,12 +300,14 @@ async def test_free_plan_refuses_two_marketplaces_and_a_fifteen_minute_check(
 ) -> None:
     two = await client.post(URL, json=body(marketplaces=["ebay", "gumtree"]), headers=headers)
     assert two.status_code == 403
-    assert "FREE" in two.json()["detail"]
-    assert "1 marketplace" in two.json()["detail"]
+    assert two.json()["detail"] == (
+        "Your plan allows 1 marketplace per search: untick one, or upgrade in Plan"
+    )
+    assert two.json()["field"] == "marketplaces"
     fast = await client.post(URL, json=body(check_frequency_minutes=15), headers=headers)
     assert fast.status_code == 403
-    assert "FREE" in fast.json()["detail"]
-    assert "30 minutes" in fast.json()["detail"]
+    assert fast.json()["detail"] == ("Your plan checks at most every 30 minutes: choose 30 or more")
+    assert fast.json()["field"] == "check_frequency_minutes"
     assert await count_searches(session, user) == 0
 
 
@@ -649,7 +653,7 @@ async def test_pause_stops_the_search_and_is_idempotent(
 async def test_resume_makes_the_search_due_at_once_and_is_idempotent(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    created = await create(client, headers)
+    created = await create(client, headers, marketplaces=["demo"])
     await client.post(f"{URL}{created['id']}/pause", headers=headers)
     before = utcnow()
     resumed = await client.post(f"{URL}{created['id']}/resume", headers=headers)
@@ -731,16 +735,18 @@ async def test_a_search_on_a_marketplace_missing_its_software_is_refused(
     ]
 
 
-async def test_check_now_on_an_unavailable_marketplace_records_the_error(
+async def test_check_now_on_an_unavailable_marketplace_says_what_it_needs(
     client: httpx.AsyncClient, headers: dict[str, str], session: AsyncSession, user: User
 ) -> None:
     # Saved while the server still had a browser for it.
     search = await make_search(session, owner=user, marketplaces=["facebook"])
     response = await client.post(f"{URL}{search.id}/check", headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.json()["errors"] == ["facebook: not configured on this server"]
-    assert response.json()["search"]["last_error"] == "facebook: not configured on this server"
-    assert response.json()["search"]["consecutive_failures"] == 1
+    assert response.status_code == 409, response.text
+    assert "facebook is not set up on this server" in response.json()["detail"]
+    shown = (await client.get(f"{URL}{search.id}", headers=headers)).json()
+    assert shown["status"] == "needs_setup"
+    assert shown["last_error"] is None
+    assert shown["consecutive_failures"] == 0
 
 
 async def test_check_now_on_a_paused_search_is_a_conflict_and_not_counted(
@@ -758,7 +764,7 @@ async def test_manual_checks_are_capped_per_utc_day_with_retry_after(
     client: httpx.AsyncClient, headers: dict[str, str], session: AsyncSession, user: User
 ) -> None:
     limit = plans.limits_for(Plan.FREE).manual_checks_per_day
-    search = await make_search(session, owner=user)
+    search = await make_search(session, owner=user, marketplaces=["demo"])
     for _ in range(limit):
         assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 200
     refused = await client.post(f"{URL}{search.id}/check", headers=headers)
@@ -780,7 +786,7 @@ async def test_yesterdays_manual_checks_do_not_count_today(
     session.add(ApiUsage(user_id=user.id, day=yesterday, kind="manual_check", count=limit))
     session.add(ApiUsage(user_id=user.id, day=utcnow().date(), kind="test_alert", count=99))
     await session.commit()
-    search = await make_search(session, owner=user)
+    search = await make_search(session, owner=user, marketplaces=["demo"])
     assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 200
 
 
@@ -795,7 +801,7 @@ async def test_another_users_checks_do_not_use_up_the_owners_allowance(
     today = utcnow().date()
     session.add(ApiUsage(user_id=other_user.id, day=today, kind="manual_check", count=limit))
     await session.commit()
-    search = await make_search(session, owner=user)
+    search = await make_search(session, owner=user, marketplaces=["demo"])
     assert (await client.post(f"{URL}{search.id}/check", headers=headers)).status_code == 200
 
 

@@ -112,7 +112,7 @@ async def test_a_code_that_is_not_six_digits_is_a_field_error(
     response = await post_form(with_phone, SETTINGS, VERIFY, {"code": "12ab"})
     assert response.status_code == 422
     assert error_of(response.text, "code") == (
-        "enter the 6 digits of the text we sent, such as 123456"
+        "Enter the 6 digits of the text we sent, such as 123456"
     )
 
 
