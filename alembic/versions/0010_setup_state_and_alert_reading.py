@@ -21,12 +21,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("searches", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "waiting_for_setup", sa.Boolean(), server_default=sa.false(), nullable=False
-            )
+            sa.Column("waiting_for_setup", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("alerts_seen_at", app.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("alerts_seen_at", app.db.UTCDateTime(timezone=True), nullable=True)
+        )
         batch_op.add_column(sa.Column("webhook_disabled_reason", sa.String(length=300)))
 
 

@@ -48,9 +48,7 @@ class Search(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     # None of its marketplaces can be checked on this server yet (no credentials): it is
     # left out of the schedule, without failures, until the operator sets one up.
-    waiting_for_setup: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
+    waiting_for_setup: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
