@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -135,6 +135,8 @@ async def _deliver_one(runtime: DeliveryRuntime, alert_id: uuid.UUID) -> str:
         refusal: DeliveryResult | None = None
         if channel_name == AlertChannel.SMS.value and not plans.limits_for(user.plan).sms_per_day:
             refusal = DeliveryResult.permanent(f"the {user.plan.upper()} plan includes no SMS")
+        if channel_name == AlertChannel.WEBHOOK.value and user.webhook_disabled_at is not None:
+            refusal = DeliveryResult.permanent(webhook_disabled_error(user))
         if until is None:
             until = _paused_until(runtime, channel_name, now)
         if until is None and refusal is None and channel_name == AlertChannel.SMS.value:
@@ -263,6 +265,13 @@ def _unverified(channel_name: str, recipient: Recipient) -> str | None:
     return None
 
 
+def webhook_disabled_error(user: User) -> str:
+    """What the alert log says about an alert that could not go to a disabled webhook."""
+    when = _day(user.webhook_disabled_at) if user.webhook_disabled_at else "an earlier day"
+    why = f": {user.webhook_disabled_reason}" if user.webhook_disabled_reason else ""
+    return f"webhook disabled on {when}{why}; save the URL again in Settings to turn it back on"
+
+
 def recipient_for(user: User, now: datetime) -> Recipient:
     secrets = [user.webhook_secret] if user.webhook_secret else []
     if (
@@ -287,9 +296,7 @@ def recipient_for(user: User, now: datetime) -> Recipient:
 def build_message(alert: Alert, search: Search | None, runtime: DeliveryRuntime) -> AlertMessage:
     """The message for an outbox row, from what the row recorded when it was written."""
     payload: dict[str, Any] = alert.payload or {}
-    listings = [_listing(item) for item in payload.get("listings", [])]
-    if not listings and payload.get("title"):
-        listings = [_listing(payload)]
+    listings = _listings(payload)
     shown = listings[: runtime.digest_max_listings]
     search_name = search.name if search else None
     return AlertMessage(
@@ -301,14 +308,24 @@ def build_message(alert: Alert, search: Search | None, runtime: DeliveryRuntime)
         more_count=max(int(payload.get("total") or 0), len(listings)) - len(shown),
         search_id=alert.search_id,
         search_name=search_name,
-        manage_url=(
-            f"{runtime.public_base_url.rstrip('/')}/api/v1/searches/{alert.search_id}"
-            if alert.search_id
-            else None
-        ),
+        manage_url=manage_url(runtime.public_base_url, alert.search_id),
         unsubscribe_url=_unsubscribe_url(alert, runtime),
         text=payload.get("text"),
     )
+
+
+def manage_url(public_base_url: str, search_id: uuid.UUID | None) -> str | None:
+    """The dashboard page where the owner changes or stops the search: a link in a message
+    is opened in a browser, which has the dashboard's session and no API token."""
+    if search_id is None:
+        return None
+    return f"{public_base_url.rstrip('/')}/app/searches/{search_id}/edit"
+
+
+def subject_of(alert: Alert, search_name: str | None) -> str:
+    """The alert's subject line, as its messages carry it (for pages that list alerts)."""
+    payload: dict[str, Any] = alert.payload or {}
+    return _subject(alert.kind, _listings(payload), search_name, payload)
 
 
 def _unsubscribe_url(alert: Alert, runtime: DeliveryRuntime) -> str | None:
@@ -336,6 +353,14 @@ def _subject(
     return f"New match: {title}"
 
 
+def _listings(payload: Mapping[str, Any]) -> list[ListingInfo]:
+    """A digest's listings, or the one listing a single alert's payload describes."""
+    listings = [_listing(item) for item in payload.get("listings", [])]
+    if not listings and payload.get("title"):
+        listings = [_listing(payload)]
+    return listings
+
+
 def _listing(item: Mapping[str, Any]) -> ListingInfo:
     return ListingInfo(
         title=str(item.get("title") or ""),
@@ -359,22 +384,38 @@ async def _track_webhook_health(
     if result.status is DeliveryStatus.DELIVERED:
         user.webhook_failing_since = None
         return
-    user.webhook_failing_since = user.webhook_failing_since or now
+    since = user.webhook_failing_since = user.webhook_failing_since or now
     if result.status is DeliveryStatus.GONE:
-        reason = "it answered 410 Gone"
-    elif now - user.webhook_failing_since >= WEBHOOK_DISABLE_AFTER:
-        reason = f"every delivery has failed since {user.webhook_failing_since:%Y-%m-%d %H:%M} UTC"
+        reason = (
+            f"Your endpoint answered 410 Gone on {_moment(now)}, "
+            "which means it no longer wants deliveries"
+        )
+    elif now - since >= WEBHOOK_DISABLE_AFTER:
+        days = (now - since).days
+        reason = f"Deliveries have failed since {_moment(since)} ({days} days)"
     else:
         return
     user.webhook_disabled_at = now
+    user.webhook_disabled_reason = reason
     await outbox.enqueue_notice(
         session,
         user_id=user.id,
         key=f"webhook_disabled:{user.id}:{now.isoformat()}",
         subject="Your webhook has been disabled",
         text=(
-            f"We stopped sending alerts to your webhook because {reason}. "
+            f"We stopped sending alerts to your webhook. {reason}. "
             "Save the URL again in your settings to turn it back on."
         ),
         now=now,
     )
+
+
+def _day(moment: datetime) -> str:
+    """ "7 Dec 2026" (UTC): unambiguous in every locale, unlike 07/12/2026."""
+    utc = moment.astimezone(UTC)
+    return f"{utc.day} {utc:%b %Y}"
+
+
+def _moment(moment: datetime) -> str:
+    """ "7 Dec 2026 at 20:15 UTC" """
+    return f"{_day(moment)} at {moment.astimezone(UTC):%H:%M} UTC"

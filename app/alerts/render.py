@@ -172,8 +172,8 @@ def listing_view(listing: ListingInfo) -> ListingView:
     return ListingView(
         title=_one_line(listing.title) or "Untitled listing",
         marketplace=MARKETPLACE_NAMES.get(listing.marketplace, listing.marketplace.title()),
-        url=_web_url(listing.url),
-        image_url=_web_url(listing.image_url),
+        url=web_url(listing.url),
+        image_url=web_url(listing.image_url),
         price=format_money(listing.price, listing.currency),
         previous_price=format_money(listing.previous_price, listing.currency),
         location=_one_line(listing.location) or None,
@@ -191,8 +191,8 @@ def _context(message: AlertMessage, max_listings: int) -> dict[str, object]:
         "listings": shown,
         "more_count": message.more_count + len(views) - len(shown),
         "search_name": message.search_name,
-        "manage_url": _web_url(message.manage_url),
-        "unsubscribe_url": _web_url(message.unsubscribe_url),
+        "manage_url": web_url(message.manage_url),
+        "unsubscribe_url": web_url(message.unsubscribe_url),
     }
 
 
@@ -219,7 +219,7 @@ def _short_digest(message: AlertMessage, views: Sequence[ListingView], limit: in
     first = views[0]
     price = f"{first.price} " if first.price else ""
     more = f" +{total - 1} more" if total > 1 else ""
-    target = _web_url(message.manage_url) or first.url
+    target = web_url(message.manage_url) or first.url
     link = f" {target}" if target else ""
     short_head = f"{total} {noun}: "
     return _best_fit(
@@ -262,7 +262,7 @@ def _one_line(text: str | None) -> str:
     return _WHITESPACE.sub(" ", text or "").strip()
 
 
-def _web_url(url: str | None) -> str | None:
+def web_url(url: str | None) -> str | None:
     """`url` when it is an absolute http(s) URL; anything else (javascript:, data:) is
     never shown as a link or an image."""
     if not url:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from app.api.deps import CurrentUser, SessionDep
-from app.schemas.alerts import AlertFilters, AlertOut
+from app.schemas.alerts import AlertFilters, AlertOut, UnreadAlerts
 from app.schemas.common import Page
 from app.services import alerts
 
@@ -31,3 +31,9 @@ async def list_alerts(
         limit=filters.limit,
         offset=filters.offset,
     )
+
+
+@router.get("/unread-count", response_model=UnreadAlerts, responses={401: _ERRORS[401]})
+async def count_unread_alerts(session: SessionDep, user: CurrentUser) -> UnreadAlerts:
+    """How many alerts arrived since you last opened the alert log in the dashboard."""
+    return UnreadAlerts(unread=await alerts.unread_count(session, user))

@@ -59,6 +59,7 @@ async def update_profile(
             user.webhook_secret = new_secret
         # Saving a URL (again) is how a disabled webhook is turned back on.
         user.webhook_disabled_at = None
+        user.webhook_disabled_reason = None
         user.webhook_failing_since = None
     if "phone_number" in changes and changes["phone_number"] != user.phone_number:
         # A code proved the old number only: nothing goes by SMS to the new one until a code

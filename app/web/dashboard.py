@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -39,7 +39,13 @@ ERROR_TITLES = {
 def create_dashboard(parent: FastAPI, http_status: dict[type[DomainError], int]) -> FastAPI:
     """The dashboard app over `parent`'s state; `http_status` maps domain errors to the
     same statuses the API answers with."""
-    web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Every page's nav shows the unread alerts: counted once per request, before the route.
+    web = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(alerts.unread_badge)],
+    )
     web.state = parent.state
     for module in (account, searches, matches, alerts, settings, api_tokens, billing, email_links):
         web.include_router(module.router)

@@ -86,6 +86,8 @@ def render(
             "when": lambda moment: local_time(moment, user.timezone if user else "UTC"),
             "email_can_send": _email_can_send(request),
             "unverified_email": _unverified_email(user),
+            # Counted before the route ran (web.alerts.unread_badge); None: no badge.
+            "unread_alerts": getattr(request.state, "unread_alerts", None),
             **context,
         },
         status_code=status_code,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from app.alerts import delivery
 from app.api.deps import (
     ClientIP,
     DeliveryDep,
@@ -20,7 +21,7 @@ from app.api.deps import (
     URLPolicyDep,
 )
 from app.errors import Conflict, InvalidInput, ServiceUnavailable, TooManyRequests
-from app.models import AlertChannel, AlertStatus, User
+from app.models import AlertStatus, User
 from app.schemas.alerts import TestAlertIn
 from app.schemas.auth import PasswordChangeIn
 from app.schemas.phone_verification import PhoneCodeIn
@@ -75,7 +76,13 @@ async def save_settings(
         return _page(request, user, values=values, errors=forms.field_errors(exc), status_code=422)
     except InvalidInput as exc:
         field = exc.field or "quiet_hours"
-        return _page(request, user, values=values, errors={field: exc.detail}, status_code=422)
+        detail = exc.detail
+        if field == "quiet_hours" and not (
+            values["quiet_hours_start"] and values["quiet_hours_end"]
+        ):
+            # The service names the API's fields; here they are the two times of the form.
+            detail = "Set both times, or clear both"
+        return _page(request, user, values=values, errors={field: detail}, status_code=422)
     if secret is not None:
         # The only time the secret is shown: on this page, never in a redirect or cookie.
         return _page(request, user, values=forms.settings_values(user), new_secret=secret)
@@ -248,7 +255,8 @@ def _page(
         errors=errors or {},
         new_secret=new_secret,
         previous_secret_until=previous_secret_until,
-        channels=list(AlertChannel),
+        channel_choices=alerts.channel_choices(user, request.app.state.delivery_runtime.channels),
+        webhook_disable_days=delivery.WEBHOOK_DISABLE_AFTER.days,
         can_send_phone_codes=phone_verification.can_send_codes(request.app.state.delivery_runtime),
         timezones=COMMON_TIMEZONES,
     )

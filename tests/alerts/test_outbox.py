@@ -289,7 +289,7 @@ async def test_digest_message_lists_at_most_the_maximum_and_counts_the_rest(
     message = channel.sent[0]
     assert message.subject == "13 new matches for 'Lego'"
     assert (len(message.listings), message.more_count) == (10, 3)
-    assert message.manage_url == f"https://mm.example.com/api/v1/searches/{search.id}"
+    assert message.manage_url == f"https://mm.example.com/app/searches/{search.id}/edit"
 
 
 @pytest.mark.parametrize("attempts", [0, 1, 5, 7, 50])

@@ -45,7 +45,7 @@ def new_listing_message(**changes: object) -> AlertMessage:
         "listings": (CANON,),
         "search_id": SEARCH_ID,
         "search_name": "canon 50mm",
-        "manage_url": f"http://localhost:8000/searches/{SEARCH_ID}",
+        "manage_url": f"http://localhost:8000/app/searches/{SEARCH_ID}/edit",
     }
     values.update(changes)
     return AlertMessage(**values)  # type: ignore[arg-type]
@@ -104,7 +104,11 @@ async def test_new_listing_arrives_signed_with_the_documented_payload(
     assert document["type"] == "listing.new"
     assert datetime.fromisoformat(document["timestamp"]).utcoffset() is not None
     assert document["data"] == {
-        "search": {"id": str(SEARCH_ID), "name": "canon 50mm"},
+        "search": {
+            "id": str(SEARCH_ID),
+            "name": "canon 50mm",
+            "url": f"http://localhost:8000/app/searches/{SEARCH_ID}/edit",
+        },
         "listings": [
             {
                 "title": "Canon EF 50mm f/1.8 STM",

@@ -58,6 +58,7 @@ RULES_THE_SCHEMA_CANNOT_STATE = {
     "POST /api/v1/users/me/password": ("422", "the current password must be the right one"),
     "POST /api/v1/auth/verify-email": ("422", "the token must be one that was mailed"),
     "POST /api/v1/auth/password-reset": ("422", "text holds no NUL characters"),
+    "POST /api/v1/users/me/tokens": ("422", "text holds no NUL characters"),
     "POST /api/v1/auth/password-reset/confirm": ("422", "the token must be one that was mailed"),
     "POST /api/v1/users/me/webhook-secret": ("422", "a webhook URL must be set first"),
     "POST /api/v1/users/me/phone/verification": ("422", "a phone number must be set first"),

@@ -7,11 +7,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.marketplaces.demo import DemoAdapter
 from app.models import Listing, Search, SearchMatch, User
+from app.monitoring import cycle
+from app.monitoring.cache import MemoryCache
+from app.monitoring.fetch import MonitoringRuntime, UpstreamRateLimiter
 from tests.factories import make_listing, make_match, make_search
 from tests.web.conftest import csrf_of, error_of
 
@@ -96,7 +101,10 @@ async def test_filters_narrow_the_feed_and_bad_ones_are_explained(
     assert titles(by_price) == ["Brompton bike", "Dear phone"]
     assert titles(by_text) == ["Dear phone"]
     assert invalid.status_code == 422
-    assert error_of(invalid.text, "marketplace").startswith("Input should be 'ebay'")
+    assert error_of(invalid.text, "marketplace").startswith("Choose one of: ebay, ")
+    assert error_of(invalid.text, "max_price") == (
+        "The highest price must be at least the lowest price"
+    )
     assert titles(invalid) == []
 
 
@@ -163,3 +171,83 @@ async def test_an_unknown_change_is_refused(
 
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_input"
+
+
+async def test_one_checks_matches_are_listed_in_the_order_they_were_posted(
+    app: FastAPI,
+    signed_in: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    session: AsyncSession,
+    user: User,
+) -> None:
+    # One check stores the demo's whole page at one matched_at; ties follow posted_at.
+    adapter = DemoAdapter(clock=lambda: 1_000_000.0)
+    runtime = MonitoringRuntime(
+        session_factory=app.state.session_factory,
+        adapters={"demo": adapter},
+        cache=MemoryCache(),
+        limiter=UpstreamRateLimiter("memory://"),
+        http_client=app.state.monitoring_runtime.http_client,
+        cache_ttl_s=0,
+    )
+    await make_search(session, owner=user, keywords=["lego"], marketplaces=["demo"])
+    await cycle.run_cycle(runtime)
+    matched_at = await session.scalars(select(SearchMatch.matched_at).distinct())
+    assert len(matched_at.all()) == 1
+    by_posting = await session.scalars(select(Listing.id).order_by(Listing.posted_at.desc()))
+    expected = [str(listing_id) for listing_id in by_posting]
+    assert len(expected) == DemoAdapter.capabilities.page_size
+
+    page = await signed_in.get("/app/matches")
+    shown = re.findall(r'<li class="listing[^"]*" id="listing-([0-9a-f-]+)"', page.text)
+    assert shown == expected
+    # Offset pages over the same order: nothing twice, nothing left out.
+    paged: list[str] = []
+    for offset in range(0, len(expected), 7):
+        response = await client.get(
+            "/api/v1/listings/", params={"limit": 7, "offset": offset}, headers=headers
+        )
+        paged += [item["id"] for item in response.json()["items"]]
+    assert paged == expected
+    oldest = await client.get("/api/v1/listings/", params={"sort": "oldest"}, headers=headers)
+    assert [item["id"] for item in oldest.json()["items"]] == expected[::-1]
+
+
+def details_tag(page: httpx.Response) -> str:
+    found = re.search(r"<details[^>]*data-filters[^>]*>", page.text)
+    assert found, "the filters are not in a <details>"
+    return found.group(0)
+
+
+async def test_the_filters_fold_away_unless_one_is_set(
+    signed_in: httpx.AsyncClient, session: AsyncSession, user: User
+) -> None:
+    search = await make_search(session, owner=user)
+    await matched(session, search, "Phone", minutes_ago=1)
+
+    plain = await signed_in.get("/app/matches")
+    sorted_only = await signed_in.get("/app/matches?sort=oldest")
+    filtered = await signed_in.get(f"/app/matches?search_id={search.id}&q=phone")
+    invalid = await signed_in.get("/app/matches?min_price=x")
+
+    # Closed in the page; app.js opens it on a wide screen.
+    assert " open" not in details_tag(plain)
+    assert " open" not in details_tag(sorted_only)
+    assert " open" in details_tag(filtered)
+    assert 'Filters <span class="muted">(2 active)</span>' in filtered.text
+    assert " open" in details_tag(invalid)
+
+
+async def test_the_count_carries_the_total_for_the_script_to_update(
+    signed_in: httpx.AsyncClient, session: AsyncSession, user: User
+) -> None:
+    search = await make_search(session, owner=user)
+    await matched(session, search, "One", minutes_ago=2)
+    await matched(session, search, "Two", minutes_ago=1)
+
+    page = await signed_in.get("/app/matches")
+
+    assert '<p class="muted" id="match-count" data-count="2" aria-live="polite">2 listings</p>' in (
+        page.text
+    )

@@ -119,8 +119,9 @@ class WebhookChannel:
 
 def payload(message: AlertMessage, *, now: datetime) -> dict[str, Any]:
     """The JSON document a webhook receives for `message`, stamped with `now`."""
+    # `url` opens the search in the dashboard, for a person reading what the receiver shows.
     search = (
-        {"id": str(message.search_id), "name": message.search_name}
+        {"id": str(message.search_id), "name": message.search_name, "url": message.manage_url}
         if message.search_id is not None
         else None
     )
