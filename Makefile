@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint fmt migrate worker-monitoring worker-alerts beat flower bench bench-full
+.PHONY: help setup run test lint fmt migrate screenshots worker-monitoring worker-alerts beat flower bench bench-full
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -40,6 +40,9 @@ fmt: $(BIN)/marketmon ## Format and auto-fix with ruff
 
 migrate: $(BIN)/marketmon ## Upgrade the database to the newest migration
 	$(BIN)/marketmon migrate
+
+screenshots: $(BIN)/marketmon ## Refresh README's screenshots from a real Chromium (docs/screenshots)
+	DASHBOARD_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/web/test_browser.py -k "finds_hides"
 
 bench: $(BIN)/marketmon ## Benchmarks, quick size (a few minutes; needs PostgreSQL and Redis)
 	$(BIN)/python -m bench --quick
