@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 MAX_PAGE_SIZE = 100
 ItemT = TypeVar("ItemT")
@@ -28,6 +29,16 @@ def _reject_nul(value: Any) -> Any:
 
 
 NulFreeStr = Annotated[str, AfterValidator(_reject_nul)]
+
+
+def max_price_not_below_min(value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+    """A `max_price` field validator: the range check sits on the highest price rather than
+    on the whole model, so a form shows it beside that input. (A `min_price` that failed
+    its own check is missing from `info.data`: it has a message already.)"""
+    lowest = info.data.get("min_price")
+    if value is not None and lowest is not None and lowest > value:
+        raise ValueError("The highest price must be at least the lowest price")
+    return value
 
 
 class InputModel(BaseModel):

@@ -12,7 +12,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,6 +23,7 @@ from app.schemas.common import (
     NulFreeStr,
     OutputModel,
     Page,
+    max_price_not_below_min,
     partial_update_schema,
 )
 
@@ -58,13 +58,7 @@ class ListingFilterParams(BaseModel):
         return (value.strip() or None) if value is not None else None
 
     # On the highest price rather than the whole filter, so a form shows it beside that input.
-    @field_validator("max_price")
-    @classmethod
-    def _not_below_min_price(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
-        lowest = info.data.get("min_price")
-        if value is not None and lowest is not None and lowest > value:
-            raise ValueError("The highest price must be at least the lowest price")
-        return value
+    _not_below_min_price = field_validator("max_price")(max_price_not_below_min)
 
 
 class ListingFilters(ListingFilterParams):

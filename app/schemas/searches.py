@@ -20,7 +20,12 @@ from pydantic import (
 )
 
 from app.models.enums import AlertChannel, AlertMode, Marketplace
-from app.schemas.common import InputModel, OutputModel, partial_update_schema
+from app.schemas.common import (
+    InputModel,
+    OutputModel,
+    max_price_not_below_min,
+    partial_update_schema,
+)
 
 if TYPE_CHECKING:
     from app.monitoring.cycle import CycleReport
@@ -132,13 +137,7 @@ class SearchCriteria(InputModel):
     # The range checks sit on the later field of each pair rather than on the whole criteria,
     # so a form shows them beside the input to change. A field that failed its own check is
     # missing from `info.data`: it has a message already.
-    @field_validator("max_price")
-    @classmethod
-    def _not_below_min_price(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
-        lowest = info.data.get("min_price")
-        if value is not None and lowest is not None and lowest > value:
-            raise ValueError("The highest price must be at least the lowest price")
-        return value
+    _not_below_min_price = field_validator("max_price")(max_price_not_below_min)
 
     @field_validator("radius_km")
     @classmethod

@@ -192,21 +192,10 @@ def _unavailable(
         return f"not set up on this server ({setup})"
     if channel is AlertChannel.EMAIL and not user.email_verified:
         return "confirm your email address first"
-    if channel is AlertChannel.SMS:
-        if not plans.limits_for(user.plan).sms_per_day:
-            return f"the {Plan(user.plan).name} plan includes no SMS"
-        if not user.phone_number:
-            return "add your phone number above"
-        if not user.phone_verified:
-            return "verify your phone number first"
-    if channel is AlertChannel.WEBHOOK:
-        if not user.webhook_url:
-            return "add a webhook URL above"
-        if user.webhook_disabled_at is not None:
-            return "disabled: turn the webhook back on below"
-    if channel is AlertChannel.APPRISE and not user.apprise_urls:
-        return "add an Apprise URL above"
-    return None
+    if channel is AlertChannel.SMS and not plans.limits_for(user.plan).sms_per_day:
+        return f"the {Plan(user.plan).name} plan includes no SMS"
+    step = availability.user_channel_setup(user, channel.value)
+    return f"{step} first" if step is not None else None
 
 
 def _unread(user: User) -> list[ColumnElement[bool]]:

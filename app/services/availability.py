@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 from app.marketplaces import registry
 from app.marketplaces.base import MarketplaceAdapter
+from app.models import User
 from app.models.enums import AlertChannel, Marketplace
 
 # What `.env` needs for a marketplace that asks for nothing but to be switched on.
@@ -126,3 +127,21 @@ class ServerSetup:
         self, marketplaces: Iterable[str], alert_channels: Iterable[str]
     ) -> list[SetupNeeded]:
         return search_setup(marketplaces, alert_channels, self.adapters, self.channels)
+
+
+def user_channel_setup(user: User, channel: str) -> str | None:
+    """What the user does in Settings before `channel` can reach them; None when nothing.
+    Stricter than saving a search: an unverified number gets no SMS either."""
+    if channel == AlertChannel.SMS.value:
+        if not user.phone_number:
+            return "add your phone number"
+        if not user.phone_verified:
+            return "verify your phone number"
+    if channel == AlertChannel.WEBHOOK.value:
+        if not user.webhook_url:
+            return "add a webhook URL"
+        if user.webhook_disabled_at is not None:
+            return "turn the webhook back on"
+    if channel == AlertChannel.APPRISE.value and not user.apprise_urls:
+        return "add an Apprise URL"
+    return None

@@ -81,20 +81,21 @@ def _replaced_marketplaces_notice(
     wanted: list[str], starting: list[str], runtime: MonitoringRuntime
 ) -> str | None:
     """Why the form does not tick a template's marketplaces, when it cannot."""
-    left_out = [name for name in wanted if name not in starting]
+    setups = {name: availability.marketplace_setup(name, runtime.adapters) for name in wanted}
+    left_out = [name for name in wanted if name not in starting and setups[name] is not None]
     if not left_out:
         return None
-    reasons = "; ".join(
-        f"{name} needs {availability.marketplace_setup(name, runtime.adapters)}"
+    reasons = " ".join(
+        f"This server cannot check {name} yet: the operator sets {setups[name]}."
         for name in left_out
     )
     instead = (
-        " It starts on the demo marketplace, which makes up listings every few seconds so you "
-        "can see matches and alerts arrive."
+        " This search starts on the demo marketplace, which makes up listings every few "
+        "seconds so you can see matches and alerts arrive."
         if starting == ["demo"]
         else ""
     )
-    return f"This server cannot check {', '.join(left_out)} yet ({reasons}).{instead}"
+    return reasons + instead
 
 
 @router.post("/searches/new")
@@ -268,7 +269,7 @@ async def _form_page(
             {
                 "name": channel.value,
                 "server_setup": availability.channel_setup(channel.value, setup_channels),
-                "user_setup": _user_channel_setup(user, channel),
+                "user_setup": availability.user_channel_setup(user, channel.value),
             }
             for channel in AlertChannel
         ],
@@ -341,24 +342,6 @@ def _channel_problem(user: User, channels: list[str]) -> str | None:
         text for name, (is_missing, text) in missing.items() if name in channels and is_missing
     ]
     return "; ".join(problems) or None
-
-
-def _user_channel_setup(user: User, channel: AlertChannel) -> str | None:
-    """What the user has to do in Settings before a channel can reach them; None when
-    nothing. Stricter than the save check: an unverified number gets no SMS either."""
-    if channel is AlertChannel.SMS:
-        if not user.phone_number:
-            return "add your phone number"
-        if not user.phone_verified:
-            return "verify your phone number"
-    if channel is AlertChannel.WEBHOOK:
-        if not user.webhook_url:
-            return "add a webhook URL"
-        if user.webhook_disabled_at is not None:
-            return "turn the webhook back on"
-    if channel is AlertChannel.APPRISE and not user.apprise_urls:
-        return "add an Apprise URL"
-    return None
 
 
 def _labels(described: list[MarketplaceOut]) -> dict[str, str]:

@@ -164,6 +164,17 @@ async def test_a_search_starts_from_a_template_on_another_marketplace(
     assert 'value="iPhone Flips UK"' in page.text
     assert "iPhone 13\niPhone 14\niPhone 15</textarea>" in page.text
     assert f'name="template_id" value="{template.id}"' in page.text
+    # The template's eBay has no keys here: shown disabled with its settings, not ticked,
+    # and the form starts on the demo marketplace, saying why.
+    assert re.search(r'value="ebay"[^>]* disabled', page.text)
+    assert re.search(r'value="demo" checked', page.text)
+    assert re.search(r'value="in_app" checked', page.text)
+    assert re.search(r'value="email"[^>]* disabled', page.text)
+    assert (
+        "This server cannot check ebay yet: the operator sets EBAY_APP_ID and EBAY_CERT_ID"
+        in page.text
+    )
+    assert "This search starts on the demo marketplace" in page.text
 
     fields = search_form(
         name="iPhone Flips UK",

@@ -186,8 +186,8 @@ async def test_the_test_alert_defaults_to_in_app_and_explains_the_other_channels
         "email": "email — not set up on this server (SENDGRID_API_KEY or SMTP_URL) (disabled)",
         "sms": "sms — not set up on this server (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
         "TWILIO_FROM_NUMBER) (disabled)",
-        "webhook": "webhook — add a webhook URL above (disabled)",
-        "apprise": "apprise — add an Apprise URL above (disabled)",
+        "webhook": "webhook — add a webhook URL first (disabled)",
+        "apprise": "apprise — add an Apprise URL first (disabled)",
     }
 
 
@@ -228,8 +228,8 @@ def test_channel_choices_say_what_the_user_has_still_to_do() -> None:
         "in_app": None,
         "email": "confirm your email address first",
         "sms": "verify your phone number first",
-        "webhook": "disabled: turn the webhook back on below",
-        "apprise": "add an Apprise URL above",
+        "webhook": "turn the webhook back on first",
+        "apprise": "add an Apprise URL first",
     }
     user.plan = "free"
     free = {c.name: c.unavailable for c in alerts.channel_choices(user, channels)}
