@@ -36,6 +36,23 @@ PAGE_SIZE = 100
 _LEADING_TAG = re.compile(r"^\s*\[([^\]]{1,40})\]")
 _TRADE_TAGS = frozenset({"h", "w", "wtb", "wts", "wtt", "fs", "ft", "sold", "closed", "meta"})
 _HAVE_WANT = re.compile(r"\[\s*(?P<tag>[hw])\s*\]", re.IGNORECASE)
+# Trading subreddits mark a finished trade by its flair or a tag in the title ("[SOLD]",
+# "(Closed)"); such a post offers nothing any more.
+_FINISHED_FLAIRS = frozenset(
+    {"closed", "sold", "completed", "complete", "expired", "traded", "sold out"}
+)
+_FINISHED_TAG = re.compile(
+    r"[\[(]\s*(?:closed|sold|completed|expired|traded)\s*[\])]|^\s*(?:closed|sold)\b[\s:!-]",
+    re.IGNORECASE,
+)
+# A post that wants to buy: its flair says so, or all it has to offer is money.
+_BUYING_FLAIRS = frozenset({"buying", "wtb", "want to buy", "looking for", "iso"})
+_BUYING_TAG = re.compile(r"^\s*(?:\[[^\]]*\]\s*)*\[\s*(?:wtb|buying|iso)\s*\]", re.IGNORECASE)
+_MONEY_WORDS = re.compile(
+    r"paypal|pay\s*pal|cash|money|venmo|zelle|bank transfer|revolut|g&s|f&f|local|shipped"
+    r"|[$£€]|\d|usd|gbp|eur|[,/+&]|\band\b|\bor\b",
+    re.IGNORECASE,
+)
 
 
 def _subreddit_name(value: object) -> object:
@@ -122,7 +139,12 @@ class RedditAdapter(scraping.SiteAdapter):
             or not isinstance(children, list)
         ):
             raise PageLayoutChanged("reddit: the answer is not a listing of posts")
-        posts = [c for c in children if not isinstance(c, dict) or c.get("kind") == "t3"]
+        posts = [
+            c
+            for c in children
+            if not isinstance(c, dict)
+            or (c.get("kind") == "t3" and not is_finished_or_buying(c.get("data")))
+        ]
         return self.cards.parse(posts, self._post)
 
     def _post(self, child: Any) -> Listing:
@@ -165,6 +187,33 @@ class RedditAdapter(scraping.SiteAdapter):
                 for key in ("id", "name", "permalink", "url", "link_flair_text", "over_18")
             },
         )
+
+
+def is_finished_or_buying(post: object) -> bool:
+    """Whether a post is no listing to alert: a trade already closed, sold or completed
+    (by its link flair or a tag in its title), or a post that wants to buy (flair, a [WTB]
+    tag, or an [H] that offers only money: "[H] PayPal [W] GPU")."""
+    if not isinstance(post, dict):
+        return False
+    flair = post.get("link_flair_text")
+    if isinstance(flair, str):
+        label = flair.strip().strip("[]()").strip().casefold()
+        if label in _FINISHED_FLAIRS or label in _BUYING_FLAIRS:
+            return True
+    title = post.get("title")
+    if not isinstance(title, str):
+        return False
+    if _FINISHED_TAG.search(title) or _BUYING_TAG.match(title):
+        return True
+    return _offers_only_money(title)
+
+
+def _offers_only_money(title: str) -> bool:
+    parts = _HAVE_WANT.split(title)
+    have = " ".join(
+        text for tag, text in zip(parts[1::2], parts[2::2], strict=True) if tag.lower() == "h"
+    )
+    return bool(have.strip()) and not _MONEY_WORDS.sub(" ", have).strip()
 
 
 def trade_price(title: str) -> tuple[Decimal | None, str | None]:

@@ -50,8 +50,9 @@ async def test_new_posts_become_listings_with_asking_price_place_and_time(
 
     listings = await reddit.search(SWAP)
 
-    assert [x.external_id for x in listings] == ["1abcd3", "1abcd2", "1abcd1", "1abcd0"]
-    gpu, deck, buying, german = listings
+    # 1abcd1 offers only money ("[H] PayPal"): a buying post, skipped.
+    assert [x.external_id for x in listings] == ["1abcd3", "1abcd2", "1abcd0"]
+    gpu, deck, german = listings
     assert (gpu.price, gpu.currency, gpu.location) == (Decimal("450.00"), "USD", "USA-CA")
     assert gpu.url.startswith(f"{fake.base_url}/r/hardwareswap/comments/1abcd3/")
     assert gpu.posted_at == datetime.fromtimestamp(CREATED_UTC, UTC)
@@ -59,13 +60,38 @@ async def test_new_posts_become_listings_with_asking_price_place_and_time(
     assert gpu.image_url == "https://b.thumbs.redditmedia.com/abc.jpg"
     assert gpu.description == POSTS[0].selftext
     assert (deck.price, deck.currency, deck.image_url) == (Decimal("300.00"), "GBP", None)
-    assert (buying.price, buying.currency) == (None, None)  # offers money: a want-to-buy
     assert (german.title, german.price, german.currency) == (
         "[EU-DE] [H] Grafikkarte für Bastler [W] 120 €",
         Decimal("120.00"),
         "EUR",
     )
     assert reddit.cards_failed == 1
+
+
+async def test_closed_sold_and_buying_posts_are_skipped_and_not_counted_as_broken(
+    fake: RedditFake, reddit: RedditAdapter
+) -> None:
+    fake.set_posts(
+        "hardwareswap",
+        [
+            Post("2a0001", "[USA-CA] [H] RTX 4070 [W] $480", flair="Selling"),
+            Post("2a0002", "[USA-CA] [H] RTX 3070 [W] $250", flair="Closed"),
+            Post("2a0003", "[UK-London] [H] Steam Deck [W] £300", flair="SOLD"),
+            Post("2a0004", "[USA-NY] [H] iPad Air [W] $400", flair="Completed"),
+            Post("2a0005", "[CLOSED] [USA-TX] [H] 5800X3D [W] $250", flair=None),
+            Post("2a0006", "[USA-TX] [H] 7800X3D [W] $300 (sold)", flair=None),
+            Post("2a0007", "[USA-WA] [H] Local cash, PayPal [W] RTX 4090", flair=None),
+            Post("2a0008", "[USA-WA][WTB] Steam Deck OLED", flair=None),
+            Post("2a0009", "[EU-NL] [H] Keychron Q1 [W] 120 €", flair="Buying"),
+            Post("2a0010", "[UK] [H] Soldering station [W] £40", flair=None),
+        ],
+    )
+
+    listings = await reddit.search(SWAP)
+
+    assert [x.external_id for x in listings] == ["2a0001", "2a0010"]
+    assert listings[1].title == "[UK] [H] Soldering station [W] £40"
+    assert reddit.cards_failed == 0
 
 
 async def test_the_request_names_the_app_and_asks_for_a_hundred_posts(
