@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     craigslist_base_url: str = "https://{city}.craigslist.org"
     craigslist_api_base_url: str = "https://sapi.craigslist.org"
     craigslist_proxy_url: str = ""
-    # {domain} is the search's Vinted domain (co.uk, fr, de, ...).
+    # {domain} is the search's Vinted domain (co.uk, fr, de, ...); without it, one site
+    # serves every search (its currency from its vinted.<domain> host).
     vinted_base_url: str = "https://www.vinted.{domain}"
     vinted_proxy_url: str = ""
     reddit_base_url: str = "https://www.reddit.com"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, field_validator
@@ -99,11 +100,14 @@ class VintedAdapter(scraping.SiteAdapter):
         default_domain: str = "co.uk",
         page_size: int = 20,
     ) -> None:
-        if "{domain}" not in base_url:
-            raise ValueError("VINTED_BASE_URL needs a {domain} placeholder")
         self.fetcher = fetcher
         self.base_url = base_url.rstrip("/")
         self.default_domain = default_domain
+        # A URL without {domain} is one site (a mirror, or www.vinted.fr): every search
+        # goes there and takes that site's currency, whatever domain it names.
+        self.fixed_domain = (
+            None if "{domain}" in base_url else _domain_of(base_url) or default_domain
+        )
         self.page_size = page_size
         self.cards = CardParser("vinted")
         self.session_fetches = 0
@@ -148,6 +152,8 @@ class VintedAdapter(scraping.SiteAdapter):
         return self.base_url.replace("{domain}", domain)
 
     def _domain(self, query: Query) -> str:
+        if self.fixed_domain is not None:
+            return self.fixed_domain
         domain = query.option("domain") or self.default_domain
         return domain if domain in DOMAINS else self.default_domain
 
@@ -264,3 +270,12 @@ def _money(value: object, currency: str) -> tuple[Decimal | None, str]:
 
 def _text(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
+
+
+def _domain_of(url: str) -> str | None:
+    """The Vinted domain a site URL is on ("https://www.vinted.fr" -> "fr"), if it is one."""
+    host = (urlsplit(url).hostname or "").lower()
+    for domain in sorted(DOMAINS, key=len, reverse=True):
+        if host.endswith(f"vinted.{domain}"):
+            return domain
+    return None

@@ -148,6 +148,26 @@ async def test_the_domain_option_picks_the_site_and_its_currency(
     assert len(fake.home_requests("fr")) == 1
 
 
+async def test_a_base_url_without_a_domain_placeholder_is_one_site_for_every_search(
+    fake: VintedFake, http: httpx.AsyncClient
+) -> None:
+    # One site, e.g. VINTED_BASE_URL=https://www.vinted.fr or a mirror of one domain.
+    single = VintedAdapter(PageFetcher("Vinted", http, POLICY), base_url=fake.base_url + "/fr")
+    fake.set_items([Item(9, "Robe Zara", amount="8.0", currency="EUR")], domain="fr")
+    asks_for_de = Query(keywords=("robe",), options=(("domain", "de"),))
+
+    [robe] = await single.search(asks_for_de)
+
+    assert robe.title == "Robe Zara"
+    assert len(fake.catalog_requests("fr")) == 1
+    assert fake.catalog_requests("de") == []
+    # Not a vinted.<domain> host: the default domain's currency.
+    assert single.currency_for(asks_for_de) == "GBP"
+    france = VintedAdapter(PageFetcher("Vinted", http, POLICY), base_url="https://www.vinted.fr/")
+    assert (france.fixed_domain, france.currency_for(JACKET)) == ("fr", "EUR")
+    assert france.site_url("de") == "https://www.vinted.fr"
+
+
 async def test_a_long_429_on_the_catalog_is_rate_limited(
     fake: VintedFake, vinted: VintedAdapter
 ) -> None:
