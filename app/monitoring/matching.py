@@ -68,6 +68,8 @@ class Matcher:
     max_price: Decimal | None
     currency: str | None
     condition: str | None
+    # False: an unknown price passes the price range (product rule: "price unknown").
+    require_price: bool = False
 
     def matches(self, listing: Listing) -> bool:
         title_words, title_set = _title_words(listing.title)
@@ -78,10 +80,10 @@ class Matcher:
         return self._price_ok(listing) and self._condition_ok(listing)
 
     def _price_ok(self, listing: Listing) -> bool:
+        if listing.price is None:
+            return not self.require_price
         if self.min_price is None and self.max_price is None:
             return True
-        if listing.price is None:
-            return False
         if self.currency and listing.currency and listing.currency.upper() != self.currency:
             return False
         if self.min_price is not None and listing.price < self.min_price:
@@ -105,6 +107,7 @@ def build_matcher(criteria: Mapping[str, Any], *, currency: str | None) -> Match
         max_price=_decimal(criteria.get("max_price")),
         currency=currency.upper() if currency else None,
         condition=criteria.get("condition"),
+        require_price=bool(criteria.get("require_price")),
     )
 
 

@@ -118,10 +118,19 @@ class SearchCriteria(InputModel):
     radius_km: int | None = Field(default=None, ge=1, le=500)
     condition: Condition | None = None
     category: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    # True: a listing whose price is unknown ("POA", no price on the card) is left out.
+    # Otherwise it passes the price range and is shown as "price unknown".
+    require_price: bool | None = None
     # Criteria of one marketplace only, keyed by its name: {"craigslist": {"city": "sfbay"}}.
     # Which keys each marketplace takes is checked against its adapter when the search is
     # saved (GET /marketplaces/ lists them).
     marketplace_options: OptionsByMarketplace | None = None
+
+    @field_validator("require_price")
+    @classmethod
+    def _false_is_the_default(cls, value: bool | None) -> bool | None:
+        # Stored only when asked for, so criteria saved before it existed compare equal.
+        return True if value else None
 
     @field_validator("keywords", "exclude_keywords")
     @classmethod
@@ -205,6 +214,7 @@ class SearchCriteriaOut(OutputModel):
     radius_km: int | None = None
     condition: str | None = None
     category: str | None = None
+    require_price: bool = False
     marketplace_options: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 

@@ -80,6 +80,9 @@ def search_body(form: FormData, *, kept: Mapping[str, Any] | None = None) -> dic
         value = text(form, key)
         if value:
             criteria[key] = value
+    criteria.pop("require_price", None)
+    if "require_price" in form:
+        criteria["require_price"] = True
     marketplaces = form.getlist("marketplaces")
     options = _posted_options(form)
     if options is not None:  # the form offered options: what it sends replaces the old ones
@@ -126,6 +129,7 @@ def search_values(source: Search | SearchTemplate | Mapping[str, Any] | None) ->
         description=data.get("description") or "",
         keywords="\n".join(criteria.get("keywords") or []),
         exclude_keywords="\n".join(criteria.get("exclude_keywords") or []),
+        require_price=bool(criteria.get("require_price")),
         marketplaces=list(data.get("marketplaces") or []),
         alert_channels=list(data.get("alert_channels") or []),
         check_frequency_minutes=str(data.get("check_frequency_minutes") or 30),

@@ -56,14 +56,21 @@ def test_any_keyword_matches_and_any_exclusion_rejects() -> None:
     assert not matches(criteria, listing("Samsung Galaxy S23"))
 
 
-def test_price_bounds_are_inclusive_and_need_a_price() -> None:
+def test_price_bounds_are_inclusive_and_an_unknown_price_passes_unless_required() -> None:
     criteria = {"keywords": ["ps5"], "min_price": 100, "max_price": 400}
     assert matches(criteria, listing("PS5", "400.00"))
     assert matches(criteria, listing("PS5", "100"))
     assert not matches(criteria, listing("PS5", "400.01"))
     assert not matches(criteria, listing("PS5", "99.99"))
-    assert not matches(criteria, listing("PS5", None))
+    # "POA", no price on the card: shown as price unknown, not silently dropped.
+    assert matches(criteria, listing("PS5", None))
     assert matches({"keywords": ["ps5"]}, listing("PS5", None))
+    required = {**criteria, "require_price": True}
+    assert not matches(required, listing("PS5", None))
+    assert not matches({"keywords": ["ps5"], "require_price": True}, listing("PS5", None))
+    assert matches(required, listing("PS5", "250"))
+    # Free is a price (0), not an unknown one.
+    assert matches({"keywords": ["ps5"], "require_price": True}, listing("PS5", "0"))
 
 
 def test_prices_are_never_compared_across_currencies() -> None:

@@ -157,3 +157,11 @@ def test_accepted_keywords_are_clean_unique_and_never_empty(keywords: list[str])
         assert "  " not in keyword
         assert any(char.isalnum() for char in keyword)
         assert 1 <= len(keyword) <= 100
+
+
+def test_require_price_is_stored_only_when_asked_for() -> None:
+    assert SearchCriteria.model_validate(criteria(require_price=True)).stored()["require_price"]
+    for unset in ({}, {"require_price": False}, {"require_price": None}):
+        assert "require_price" not in SearchCriteria.model_validate(criteria(**unset)).stored()
+    with pytest.raises(ValidationError):
+        SearchCriteria.model_validate(criteria(require_price="sometimes"))

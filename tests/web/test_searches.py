@@ -362,3 +362,20 @@ async def test_a_marketplaces_own_options_are_offered_and_saved_with_the_search(
     }
     edit = await signed_in.get(f"/app/searches/{search.id}/edit")
     assert 'value="https://feeds.example.com/deals.xml"' in edit.text
+
+
+async def test_leaving_out_listings_without_a_price_is_a_checkbox_kept_on_edit(
+    signed_in: httpx.AsyncClient, session: AsyncSession, user: User
+) -> None:
+    response = await post_form(signed_in, NEW, NEW, search_form(require_price="on"))
+    assert response.status_code == 303
+    (search,) = await owned_searches(session, user)
+    assert search.criteria["require_price"] is True
+    edit = f"/app/searches/{search.id}/edit"
+    page = await signed_in.get(edit)
+    assert re.search(r'name="require_price" checked', page.text)
+
+    unticked = await post_form(signed_in, edit, edit, search_form())
+    assert unticked.status_code == 303
+    await session.refresh(search)
+    assert "require_price" not in search.criteria
