@@ -187,15 +187,17 @@ async def test_a_craigslist_search_stores_its_matches_once_with_every_field_the_
 
     first, _ = await check_twice(client, pro_headers, search_id)
 
-    # The broken item is not a listing; the mini has no price and the air is over the limit.
+    # The broken item is not a listing; the air is over the limit; the mini shows no price,
+    # so it passes the limit as "price unknown".
     assert first["listings_fetched"] == 3
-    assert first["matches_new"] == 1
+    assert first["matches_new"] == 2
     assert len(craigslist.json_requests) == 2
     assert craigslist.html_requests == []
     assert await stored(session, "craigslist") == 3
 
     items = await listed(client, pro_headers, search_id)
-    assert set(items) == {"7712345678"}
+    assert set(items) == {"7712345678", "7712345600"}
+    assert items["7712345600"]["price"] is None
     pro = items["7712345678"]
     assert (Decimal(pro["price"]), pro["currency"]) == (Decimal("450.00"), "USD")
     assert pro["url"] == f"{craigslist.base_url}/sfbay/sss/d/ipad-pro/7712345678.html"

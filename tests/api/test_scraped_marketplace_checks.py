@@ -91,10 +91,10 @@ async def test_a_gumtree_search_stores_its_matches_once_with_every_field_the_pag
 
     assert first["errors"] == []
     assert first["upstream_calls"] == 1
-    # The promoted and the broken card are not listings; with a price limit set, the
-    # £1,250 lens is over it and the lens without a price cannot be judged.
+    # The promoted and the broken card are not listings; the £1,250 lens is over the price
+    # limit, and the lens without a price passes it as "price unknown".
     assert first["listings_fetched"] == 3
-    assert first["matches_new"] == 1
+    assert first["matches_new"] == 2
     assert second["upstream_calls"] == 1
     assert second["matches_new"] == 0
     assert len(gumtree.search_requests) == 2
@@ -106,7 +106,8 @@ async def test_a_gumtree_search_stores_its_matches_once_with_every_field_the_pag
 
     listed = await client.get(f"{URL}{search['id']}/listings", headers=pro_headers)
     items = {item["external_id"]: item for item in listed.json()["items"]}
-    assert set(items) == {"1400000005"}
+    assert set(items) == {"1400000005", "1400000003"}
+    assert items["1400000003"]["price"] is None
     stm = items["1400000005"]
     assert (Decimal(stm["price"]), stm["currency"]) == (Decimal("95.00"), "GBP")
     assert stm["url"] == (
