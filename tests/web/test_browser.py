@@ -66,22 +66,17 @@ def browser_required() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def server(browser_required: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`marketmon run` on a free loopback port, on a fresh SQLite database."""
-    folder = tmp_path_factory.mktemp("dashboard")
+def _marketmon_run(folder: Path, **settings: str) -> Iterator[str]:
+    """`marketmon run` on a free loopback port with a fresh SQLite database in `folder`
+    and these settings; yields its address and stops the server afterwards."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = folder / "server.log"
     env = _environment(
         DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'marketmon.db'}",
-        # "Check now" does the checking here; no background cycle races it.
-        EMBEDDED_WORKER="false",
-        DEMO_LISTING_INTERVAL_S="2",
         # The demo's photos and listing pages are served by the server itself.
         PUBLIC_BASE_URL=base_url,
-        # The plan limits the form explains are the free plan's.
-        DEFAULT_PLAN="free",
+        **settings,
     )
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -98,6 +93,19 @@ def server(browser_required: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield base_url
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(browser_required: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`marketmon run` on a free loopback port, on a fresh SQLite database."""
+    yield from _marketmon_run(
+        tmp_path_factory.mktemp("dashboard"),
+        # "Check now" does the checking here; no background cycle races it.
+        EMBEDDED_WORKER="false",
+        DEMO_LISTING_INTERVAL_S="2",
+        # The plan limits the form explains are the free plan's.
+        DEFAULT_PLAN="free",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -262,29 +270,7 @@ def quick_start_server(
 ) -> Iterator[str]:
     """`marketmon run` as README starts it: every setting at its default (the embedded
     worker on, the demo marketplace on), only the database in a folder of its own."""
-    folder = tmp_path_factory.mktemp("quick-start")
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = folder / "server.log"
-    env = _environment(
-        DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'marketmon.db'}",
-        PUBLIC_BASE_URL=base_url,
-    )
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [MARKETMON, "run", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_healthy(base_url, process, log_path)
-        yield base_url
-    finally:
-        _stop(process)
+    yield from _marketmon_run(tmp_path_factory.mktemp("quick-start"))
 
 
 async def test_a_template_saved_as_it_comes_alerts_in_app_within_a_minute(
